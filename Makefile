@@ -1,0 +1,125 @@
+# aviary build. `make` builds the runtime library, the Lua module and bin/aviary.
+# `make test` / `make demo` install missing Debian packages first (make deps).
+
+SHELL := /bin/bash
+CC ?= gcc
+BUILD ?= build
+PREFIX ?= /usr/local
+OPT ?= -O3 -march=native
+SAN ?=
+LUA_INC := $(shell pkg-config --cflags lua5.4 2>/dev/null || echo -I/usr/include/lua5.4)
+BLAS_INC := $(shell pkg-config --cflags openblas 2>/dev/null)
+BLAS_LIB := $(shell pkg-config --libs openblas 2>/dev/null || echo -lopenblas)
+
+# CUDA: detected from nvcc on PATH or under /usr/local/cuda; `make CUDA=0` forces a CPU build.
+NVCC ?= $(shell command -v nvcc 2>/dev/null || { test -x /usr/local/cuda/bin/nvcc && echo /usr/local/cuda/bin/nvcc; })
+ifeq ($(origin CUDA),undefined)
+  CUDA := $(if $(NVCC),1,0)
+endif
+CUDA_HOME ?= $(patsubst %/bin/nvcc,%,$(NVCC))
+
+WARN := -Wall -Wextra -Wno-unused-parameter -Wshadow -Wstrict-prototypes
+CFLAGS := -std=c11 -D_GNU_SOURCE -fPIC -fopenmp $(OPT) -g $(WARN) $(SAN) -Iruntime/include $(BLAS_INC)
+LDFLAGS_COMMON := -fopenmp $(SAN)
+RUNTIME_LIBS := $(BLAS_LIB) -lcjson -lm -lpthread
+
+RUNTIME_SRC := $(shell find runtime -name '*.c' | sort)
+RUNTIME_OBJ := $(RUNTIME_SRC:%.c=$(BUILD)/obj/%.o)
+ifeq ($(CUDA),1)
+  CUDA_SRC := $(shell find runtime -name '*.cu' | sort)
+  CUDA_OBJ := $(CUDA_SRC:%.cu=$(BUILD)/obj/%.o)
+  CFLAGS += -DAV_WITH_CUDA=1 -I$(CUDA_HOME)/include
+  RUNTIME_LIBS += -L$(CUDA_HOME)/lib64 -Wl,-rpath,$(CUDA_HOME)/lib64 -lcudart
+  NVCCFLAGS := -O3 -std=c++17 -Xcompiler -fPIC -Iruntime/include \
+    -gencode arch=compute_90,code=sm_90 -gencode arch=compute_90,code=compute_90
+endif
+BIND_SRC := $(sort $(wildcard lua/l_*.c))
+BIND_OBJ := $(BIND_SRC:%.c=$(BUILD)/obj/%.o)
+HOST_OBJ := $(BUILD)/obj/lua/host.o
+CTEST_SRC := $(sort $(wildcard tests/c/*.c))
+
+LIB := $(BUILD)/libaviary.so
+MOD := $(BUILD)/lua/aviary/core.so
+HOST := $(if $(filter build,$(BUILD)),bin/aviary,$(BUILD)/bin/aviary)
+CTEST := $(BUILD)/tests/ctest
+
+.PHONY: all deps test-deps test asan bench env install clean demo check-cuda
+all: $(LIB) $(MOD) $(HOST)
+
+$(BUILD)/obj/%.o: %.c $(wildcard runtime/include/aviary/*.h runtime/*/*.h lua/*.h)
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) $(if $(filter lua/%,$<),$(LUA_INC) -Ilua) -c $< -o $@
+
+$(BUILD)/obj/%.o: %.cu $(wildcard runtime/include/aviary/*.h)
+	@mkdir -p $(dir $@)
+	$(NVCC) $(NVCCFLAGS) -c $< -o $@
+
+$(LIB): $(RUNTIME_OBJ) $(CUDA_OBJ)
+	@mkdir -p $(dir $@)
+	$(CC) -shared $(LDFLAGS_COMMON) -o $@ $^ $(RUNTIME_LIBS)
+
+# the module resolves Lua symbols from the host (lua5.4 or bin/aviary)
+$(MOD): $(BIND_OBJ) $(LIB)
+	@mkdir -p $(dir $@)
+	$(CC) -shared $(LDFLAGS_COMMON) -o $@ $(BIND_OBJ) -L$(BUILD) -laviary -Wl,-rpath,'$$ORIGIN/../..' -Wl,-rpath,'$$ORIGIN/../../..'
+
+$(HOST): $(HOST_OBJ) $(LIB)
+	@mkdir -p $(dir $@)
+	$(CC) $(LDFLAGS_COMMON) -rdynamic -o $@ $(HOST_OBJ) -L$(BUILD) -laviary -llua5.4 -lreadline -lm -ldl \
+	  -Wl,-rpath,'$(abspath $(BUILD))' -Wl,-rpath,'$$ORIGIN/../lib'
+	@echo "built $@ (CUDA=$(CUDA))"
+
+$(CTEST): $(CTEST_SRC) $(LIB)
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) -Itests/c -o $@ $(CTEST_SRC) -L$(BUILD) -laviary $(RUNTIME_LIBS) -Wl,-rpath,'$(abspath $(BUILD))'
+
+# ---- packages -------------------------------------------------------------
+DEPS_PKGS := lua5.4 liblua5.4-dev lua-cjson libopenblas-dev libturbojpeg0-dev libreadline-dev \
+  libcjson-dev pkg-config gcc make
+TEST_PKGS := python3-torch
+define apt_ensure
+	@missing=""; for p in $(1); do dpkg-query -W -f='$${Status}' $$p 2>/dev/null | grep -q 'ok installed' || missing="$$missing $$p"; done; \
+	if [ -n "$$missing" ]; then \
+	  if [ "$$(id -u)" = 0 ]; then echo "installing:$$missing"; \
+	    (apt-get update -qq || true) && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null || exit 1; \
+	  else echo "missing packages:$$missing"; echo "run: sudo apt-get install -y$$missing"; exit 1; fi; fi
+endef
+deps:
+	$(call apt_ensure,$(DEPS_PKGS))
+test-deps:
+	$(call apt_ensure,$(TEST_PKGS))
+
+# ---- tests ------------------------------------------------------------------
+test: deps test-deps all $(CTEST)
+	@BUILD=$(BUILD) HOST=$(HOST) tests/run.sh
+
+asan:
+	$(MAKE) --no-print-directory deps test-deps
+	$(MAKE) --no-print-directory BUILD=build-asan OPT='-O1 -fno-omit-frame-pointer' \
+	  SAN='-fsanitize=address,undefined -fno-sanitize-recover=undefined' CUDA=0 all build-asan/tests/ctest
+	@ASAN_OPTIONS=detect_leaks=1:abort_on_error=0:halt_on_error=1 \
+	  LSAN_OPTIONS=suppressions=$(CURDIR)/tests/lsan.supp:print_suppressions=0 \
+	  UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
+	  BUILD=build-asan HOST=build-asan/bin/aviary AV_SANITIZED=1 tests/run.sh
+
+bench: deps test-deps all
+	@OMP_NUM_THREADS=2 $(HOST) tests/bench/bench.lua
+
+env:
+	@echo 'export LUA_PATH="$(CURDIR)/lua/?.lua;$(CURDIR)/lua/?/init.lua;;"'
+	@echo 'export LUA_CPATH="$(CURDIR)/$(BUILD)/lua/?.so;;"'
+	@echo 'export PATH="$(CURDIR)/bin:$$PATH"'
+
+install: all
+	install -d $(PREFIX)/lib $(PREFIX)/bin $(PREFIX)/share/lua/5.4/aviary $(PREFIX)/lib/lua/5.4/aviary
+	install -m 755 $(LIB) $(PREFIX)/lib/
+	install -m 755 $(MOD) $(PREFIX)/lib/lua/5.4/aviary/
+	install -m 644 lua/aviary/*.lua $(PREFIX)/share/lua/5.4/aviary/
+	install -m 755 $(HOST) $(PREFIX)/bin/aviary
+	@echo "installed into $(PREFIX); stock lua5.4 finds aviary when $(PREFIX) is on its search path"
+
+demo: deps all
+	@$(HOST) -e 'local x = av.randn(2,3); print(x); print(x:sum(2))'
+
+clean:
+	rm -rf build build-asan bin/aviary

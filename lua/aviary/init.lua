@@ -1,0 +1,33 @@
+--- aviary: tensors and CNNs for Lua 5.4.
+-- `local av = require "aviary"` gives the tensor API; submodules
+-- (aviary.nn, aviary.data, ...) are loaded on demand as av.nn, av.data, ...
+local core = require "aviary.core"
+
+local av = {}
+for k, v in pairs(core) do av[k] = v end
+av._VERSION = "0.1.0"
+av.Tensor = core.Tensor
+
+-- submodules load lazily so `require "aviary"` stays fast
+setmetatable(av, {
+  __index = function(t, k)
+    local ok, mod = pcall(require, "aviary." .. k)
+    if ok then rawset(t, k, mod); return mod end
+    if type(mod) == "string" and not mod:find("module 'aviary." .. k .. "' not found", 1, true) then
+      error(mod, 2)
+    end
+    return nil
+  end,
+})
+
+-- Torch7-style aliases and conveniences written over the core
+function av.Tensor.isTensor(x) return av.is_tensor(x) end
+function av.Tensor.nDimension(x) return x:dim() end
+av.typename = function(x)
+  if av.is_tensor(x) then return x:type() end
+  return type(x)
+end
+
+--- av.no_grad etc. arrive with autograd (aviary step 2)
+
+return av

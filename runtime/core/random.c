@@ -1,0 +1,144 @@
+/* Random numbers from a counter-based generator (Philox-4x32-10): element i of
+ * a call draws from counter (offset + i), so values do not depend on how many
+ * threads fill the tensor, and one seed reproduces a whole run. */
+#include <math.h>
+#include <omp.h>
+#include "aviary/tensor.h"
+#include "aviary/backend.h"
+#include "../ops/cpu/iter.h"
+
+static uint64_t g_seed = 67280421310721ULL;
+static uint64_t g_offset = 0; /* counters consumed so far */
+
+void av_manual_seed(uint64_t seed) { g_seed = seed; g_offset = 0; }
+uint64_t av_initial_seed(void) { return g_seed; }
+
+static inline void philox(uint64_t counter, uint64_t key, uint32_t out[4]) {
+    uint32_t c0 = (uint32_t)counter, c1 = (uint32_t)(counter >> 32), c2 = 0, c3 = 0;
+    uint32_t k0 = (uint32_t)key, k1 = (uint32_t)(key >> 32);
+    for (int r = 0; r < 10; r++) {
+        uint64_t p0 = (uint64_t)0xD2511F53u * c0, p1 = (uint64_t)0xCD9E8D57u * c2;
+        uint32_t n0 = (uint32_t)(p1 >> 32) ^ c1 ^ k0, n2 = (uint32_t)(p0 >> 32) ^ c3 ^ k1;
+        c1 = (uint32_t)p1;
+        c3 = (uint32_t)p0;
+        c0 = n0;
+        c2 = n2;
+        k0 += 0x9E3779B9u;
+        k1 += 0xBB67AE85u;
+    }
+    out[0] = c0; out[1] = c1; out[2] = c2; out[3] = c3;
+}
+
+/* uniform double in [0,1) with 53 random bits */
+static inline double u01(uint32_t a, uint32_t b) {
+    return (double)(((uint64_t)a << 21) ^ (b >> 11)) * 0x1.0p-53;
+}
+
+typedef enum { DIST_UNIFORM, DIST_NORMAL, DIST_INT } dist_kind;
+typedef struct { dist_kind kind; double a, b; int64_t lo, span; } dist;
+
+static double draw(const dist *d, uint64_t counter) {
+    uint32_t r[4];
+    philox(counter, g_seed, r);
+    switch (d->kind) {
+    case DIST_UNIFORM: return d->a + (d->b - d->a) * u01(r[0], r[1]);
+    case DIST_NORMAL: {
+        double u1 = u01(r[0], r[1]), u2 = u01(r[2], r[3]);
+        return d->a + d->b * sqrt(-2.0 * log(1.0 - u1)) * cos(6.283185307179586 * u2);
+    }
+    case DIST_INT: {
+        uint64_t x = ((uint64_t)r[0] << 32) | r[1];
+        return (double)(d->lo + (int64_t)(x % (uint64_t)d->span));
+    }
+    }
+    return 0;
+}
+
+/* fills t (any layout) element by element in row-major order */
+static int fill_dist(av_tensor *t, const dist *d) {
+    int64_t n = av_numel(t);
+    uint64_t base = g_offset;
+    g_offset += (uint64_t)n;
+    size_t es = av_dtype_size(t->dtype);
+    char *p0 = (char *)t->storage->data;
+    bool contig = av_is_contiguous(t);
+#pragma omp parallel for if (n > AV_PARALLEL_GRAIN) schedule(static)
+    for (int64_t i = 0; i < n; i++) {
+        int64_t off = t->offset;
+        if (contig) off += i;
+        else {
+            int64_t rem = i;
+            for (int k = t->ndim - 1; k >= 0; k--) {
+                off += (rem % t->shape[k]) * t->stride[k];
+                rem /= t->shape[k];
+            }
+        }
+        av_store_elem(t->dtype, p0 + off * es, draw(d, base + (uint64_t)i));
+    }
+    return 0;
+}
+
+int av_uniform_(av_tensor *t, double lo, double hi) {
+    if (!(lo <= hi)) return av_fail("uniform_: expected low <= high, got %g and %g", lo, hi);
+    dist d = {DIST_UNIFORM, lo, hi, 0, 0};
+    return fill_dist(t, &d);
+}
+
+int av_normal_(av_tensor *t, double mean, double std) {
+    if (!(std >= 0)) return av_fail("normal_: expected std >= 0, got %g", std);
+    dist d = {DIST_NORMAL, mean, std, 0, 0};
+    return fill_dist(t, &d);
+}
+
+static av_tensor *float_only(const char *fn, int ndim, const int64_t *shape, av_dtype dt) {
+    if (!av_dtype_is_float(dt)) {
+        av_fail("%s: dtype %s is not a floating point type", fn, av_dtype_name(dt));
+        return NULL;
+    }
+    return av_empty(ndim, shape, dt);
+}
+
+av_tensor *av_rand(int ndim, const int64_t *shape, av_dtype dt) {
+    av_tensor *t = float_only("rand", ndim, shape, dt);
+    if (t) av_uniform_(t, 0, 1);
+    return t;
+}
+
+av_tensor *av_randn(int ndim, const int64_t *shape, av_dtype dt) {
+    av_tensor *t = float_only("randn", ndim, shape, dt);
+    if (t) av_normal_(t, 0, 1);
+    return t;
+}
+
+av_tensor *av_randint(int64_t low, int64_t high, int ndim, const int64_t *shape, av_dtype dt) {
+    if (high <= low) {
+        av_fail("randint: expected low < high, got low=%lld high=%lld", (long long)low, (long long)high);
+        return NULL;
+    }
+    av_tensor *t = av_empty(ndim, shape, dt);
+    if (!t) return NULL;
+    dist d = {DIST_INT, 0, 0, low, high - low};
+    fill_dist(t, &d);
+    return t;
+}
+
+av_tensor *av_randperm(int64_t n, av_dtype dt) {
+    if (n < 0) { av_fail("randperm: n must be non-negative, got %lld", (long long)n); return NULL; }
+    av_tensor *t = av_empty(1, &n, AV_I64);
+    if (!t) return NULL;
+    int64_t *p = av_data(t);
+    for (int64_t i = 0; i < n; i++) p[i] = i;
+    /* Fisher-Yates with one counter per swap */
+    uint64_t base = g_offset;
+    g_offset += (uint64_t)n;
+    for (int64_t i = n - 1; i > 0; i--) {
+        uint32_t r[4];
+        philox(base + (uint64_t)i, g_seed, r);
+        int64_t j = (int64_t)((((uint64_t)r[0] << 32) | r[1]) % (uint64_t)(i + 1));
+        int64_t tmp = p[i]; p[i] = p[j]; p[j] = tmp;
+    }
+    if (dt == AV_I64) return t;
+    av_tensor *c = av_to_dtype(t, dt);
+    av_release(t);
+    return c;
+}
