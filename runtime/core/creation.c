@@ -29,7 +29,7 @@ av_tensor *av_linspace(double start, double end, int64_t steps, av_dtype dt) {
     double step = steps > 1 ? (end - start) / (double)(steps - 1) : 0;
     /* fill from both ends so the last value is exactly `end`, as PyTorch does */
     for (int64_t i = 0; i < steps; i++) {
-        double v = i < steps / 2 ? start + step * (double)i : end - step * (double)(steps - 1 - i);
+        double v = steps == 1 ? start : i < steps / 2 ? start + step * (double)i : end - step * (double)(steps - 1 - i);
         av_store_elem(dt, p + i * es, v);
     }
     return t;

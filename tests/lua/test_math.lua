@@ -1,0 +1,153 @@
+-- Elementwise math: values by hand, broadcasting edge cases, dtypes and
+-- promotion, in-place forms, and every op against PyTorch.
+local av = require "aviary"
+local parity = require "parity"
+
+av.manual_seed(1234)
+
+describe("arithmetic", function()
+  it("operators with tensors and numbers", function()
+    local a = av.tensor({{1, 2}, {3, 4}}):float()
+    assert.tensor_near(a + 1, {{2, 3}, {4, 5}})
+    assert.tensor_near(1 + a, {{2, 3}, {4, 5}})
+    assert.tensor_near(10 - a, {{9, 8}, {7, 6}})
+    assert.tensor_near(a * a, {{1, 4}, {9, 16}})
+    assert.tensor_near(a / 2, {{0.5, 1}, {1.5, 2}})
+    assert.tensor_near(2 / a, {{2, 1}, {2 / 3, 0.5}}, 1e-6)
+    assert.tensor_near(a ^ 2, {{1, 4}, {9, 16}})
+    assert.tensor_near(2 ^ a, {{2, 4}, {8, 16}})
+    assert.tensor_near(-a, {{-1, -2}, {-3, -4}})
+    assert.tensor_near(a % 3, {{1, 2}, {0, 1}})
+    assert.tensor_near(a:add(a, {alpha = 2}), {{3, 6}, {9, 12}})
+    assert.tensor_near(a:sub(1, {alpha = 2}), {{-1, 0}, {1, 2}})
+  end)
+  it("broadcasting edge cases", function()
+    local col, row = av.arange(3):view(3, 1), av.arange(4):view(1, 4)
+    assert.same((col + row):size(), {3, 4})
+    assert.same((av.zeros(5, 1, 4) + av.zeros(3, 1)):size(), {5, 3, 4})
+    assert.same((av.zeros(0, 4) + av.zeros(4)):size(), {0, 4})
+    assert.same((av.zeros(2, 0) * av.zeros(1)):size(), {2, 0})
+    assert.same((av.tensor(3) + av.zeros(2, 2)):size(), {2, 2})
+    assert.same((av.tensor(3) + av.tensor(4)):size(), {})
+    assert.error_matches(function() return av.zeros(2, 3) + av.zeros(3, 2) end,
+      "shapes 2x3 and 3x2 cannot be broadcast together")
+    assert.error_matches(function() return av.zeros(0) + av.zeros(2) end, "cannot be broadcast")
+  end)
+  it("type promotion follows PyTorch", function()
+    local i, f, d, b = av.tensor({1, 2}), av.tensor({1.5, 2}), av.tensor({1, 2}, {dtype = "float64"}), av.tensor({1, 2}, {dtype = "uint8"})
+    assert.equal((i + i):dtype(), "int64")
+    assert.equal((i + f):dtype(), "float32")
+    assert.equal((f + d):dtype(), "float64")
+    assert.equal((b + i):dtype(), "int64")
+    assert.equal((b + b):dtype(), "uint8")
+    assert.equal((i + 1):dtype(), "int64")
+    assert.equal((i + 1.5):dtype(), "float32")
+    assert.equal((i / 2):dtype(), "float32")
+    assert.equal((i / i):dtype(), "float32")
+    assert.equal(i:int():add(i:int()):dtype(), "int32")
+    assert.equal(i:eq(i):dtype(), "uint8")
+    assert.error_matches(function() i:add_(1.5) end, "can't be cast")
+    assert.error_matches(function() i:div_(2) end, "can't be cast")
+    assert.error_matches(function() return f:half() + 1 end, "convert with :float()")
+  end)
+  it("integer arithmetic is exact, wraps, and never traps", function()
+    local x = av.tensor({7, -7, 7, -7})
+    local y = av.tensor({2, 2, -2, -2})
+    assert.same(av.remainder(x, y):tolist(), {1, 1, -1, -1})
+    assert.same((x % av.tensor({0, 0, 0, 0})):tolist(), {0, 0, 0, 0})
+    assert.same((av.tensor({2}) ^ av.tensor({62})):tolist(), {4611686018427387904})
+    assert.same((av.tensor({math.maxinteger}) + 1):tolist(), {math.mininteger})
+    assert.same((av.tensor({250}, {dtype = "uint8"}) + 10):tolist(), {4})
+  end)
+  it("in-place ops modify and return self", function()
+    local a = av.ones(2, 3)
+    local r = a:add_(av.tensor({1, 2, 3}))
+    assert.equal(r, a)
+    assert.tensor_near(a, {{2, 3, 4}, {2, 3, 4}})
+    a:mul_(2):sub_(1):div_(3)
+    assert.tensor_near(a, {{1, 5 / 3, 7 / 3}, {1, 5 / 3, 7 / 3}}, 1e-6)
+    a:clamp_(1.2, 2)
+    assert.tensor_near(a, {{1.2, 5 / 3, 2}, {1.2, 5 / 3, 2}}, 1e-6)
+    local t = av.zeros(3, 2):t()
+    t:add_(1)
+    assert.tensor_near(t, {{1, 1, 1}, {1, 1, 1}})
+    assert.error_matches(function() av.ones(1, 3):expand(2, 3):add_(1) end, "expanded")
+    assert.error_matches(function() av.ones(3):add_(av.ones(2, 3)) end, "does not broadcast to the in-place tensor's size 3")
+  end)
+  it("comparisons, logical ops and where", function()
+    local a = av.tensor({1, 2, 3})
+    assert.same(a:gt(1):tolist(), {0, 1, 1})
+    assert.same(a:le(av.tensor({3, 2, 1})):tolist(), {1, 1, 0})
+    assert.same(a:eq(2):logical_not():tolist(), {1, 0, 1})
+    assert.same(av.logical_and(a:gt(1), a:lt(3)):tolist(), {0, 1, 0})
+    assert.same(av.where(a:gt(1), a, 0):tolist(), {0, 2, 3})
+    assert.same(av.where(a:gt(1), 1.5, a):tolist(), {1, 1.5, 1.5})
+    assert.same(av.where(av.tensor({{1}, {0}}), a, -a):tolist(), {{1, 2, 3}, {-1, -2, -3}})
+  end)
+  it("NaN and infinity propagate", function()
+    local x = av.tensor({0 / 0, 1 / 0, -1 / 0, 1})
+    assert.same(x:isnan():tolist(), {1, 0, 0, 0})
+    assert.same(x:isinf():tolist(), {0, 1, 1, 0})
+    assert.same(x:isfinite():tolist(), {0, 0, 0, 1})
+    local m = av.maximum(x, av.zeros(4))
+    assert.truthy(m[1] ~= m[1])
+    assert.truthy(x:relu()[1] ~= x:relu()[1])
+  end)
+  it("clamp needs a bound and takes either", function()
+    local x = av.tensor({-2, 0.5, 3})
+    assert.tensor_near(x:clamp(0, 1), {0, 0.5, 1})
+    assert.tensor_near(x:clamp(nil, 1), {-2, 0.5, 1})
+    assert.tensor_near(x:clamp({min = 0}), {0, 0.5, 3})
+    assert.error_matches(function() x:clamp() end, "at least one of min and max")
+  end)
+  it("bad operands are named", function()
+    assert.error_matches(function() return av.zeros(2) + "x" end, "expected a tensor or a number")
+    assert.error_matches(function() return av.exp("x") end, "aviary.exp: expected a tensor as argument 1, got string")
+  end)
+end)
+
+describe("PyTorch parity", function()
+  local x = av.randn(7, 13)
+  local pos = av.rand(7, 13) * 5 + 0.1
+  local y = av.randn(13)
+  local nc = av.randn(13, 7):t() -- non-contiguous
+  local ex = av.randn(7, 1):expand(7, 13) -- expanded
+  local unops = {"neg", "exp", "abs", "sign", "floor", "ceil", "round", "trunc", "square", "sin", "cos",
+                 "tan", "expm1", "sigmoid", "tanh", "relu", "erf"}
+  for _, op in ipairs(unops) do
+    parity.check(op, "torch." .. op .. "(x)", {x = x}, av[op](x))
+    parity.check(op .. " non-contiguous", "torch." .. op .. "(x)", {x = nc}, av[op](nc))
+    parity.check(op .. " float64", "torch." .. op .. "(x)", {x = x:double()}, av[op](x:double()), {tol = 1e-12})
+  end
+  for _, op in ipairs({"log", "sqrt", "rsqrt", "reciprocal", "log2", "log10", "log1p", "exp2"}) do
+    parity.check(op, "torch." .. op .. "(x)", {x = pos}, av[op](pos))
+    parity.check(op .. " float64", "torch." .. op .. "(x)", {x = pos:double()}, av[op](pos:double()), {tol = 1e-12})
+  end
+  local binops = {add = "torch.add", sub = "torch.sub", mul = "torch.mul", div = "torch.div",
+                  maximum = "torch.maximum", minimum = "torch.minimum", remainder = "torch.remainder",
+                  atan2 = "torch.atan2", eq = "torch.eq", ne = "torch.ne", lt = "torch.lt", le = "torch.le",
+                  gt = "torch.gt", ge = "torch.ge", logical_and = "torch.logical_and",
+                  logical_or = "torch.logical_or", logical_xor = "torch.logical_xor"}
+  for op, t in pairs(binops) do
+    local opts = {dtype = not op:find("^logical") and not ({eq = 1, ne = 1, lt = 1, le = 1, gt = 1, ge = 1})[op]}
+    parity.check(op .. " broadcast row", t .. "(a, b)", {a = x, b = y}, av[op](x, y), opts)
+    parity.check(op .. " non-contiguous", t .. "(a, b)", {a = nc, b = x}, av[op](nc, x), opts)
+    parity.check(op .. " expanded", t .. "(a, b)", {a = ex, b = x}, av[op](ex, x), opts)
+    parity.check(op .. " scalar", t .. "(a, torch.tensor(0.5))", {a = x}, av[op](x, 0.5), opts)
+  end
+  parity.check("pow", "torch.pow(a, b)", {a = pos, b = x}, av.pow(pos, x), {tol = 1e-5})
+  parity.check("pow scalar", "a ** 3", {a = x}, x ^ 3)
+  parity.check("rpow", "2 ** a", {a = x}, 2 ^ x)
+  parity.check("int ops", "(a * 3 + b) // 1 % 5", {a = av.tensor({1, -2, 3}), b = av.tensor({4, 5, -6})},
+    (av.tensor({1, -2, 3}) * 3 + av.tensor({4, 5, -6})) % 5)
+  parity.check("int div", "a / b", {a = av.tensor({1, -7, 9}), b = av.tensor({2, 2, 4})},
+    av.tensor({1, -7, 9}) / av.tensor({2, 2, 4}))
+  parity.check("clamp", "torch.clamp(a, -0.5, 0.7)", {a = x}, x:clamp(-0.5, 0.7))
+  parity.check("where", "torch.where(a > 0, a, b)", {a = x, b = nc}, av.where(x:gt(0), x, nc))
+  parity.check("3-way broadcast", "a.view(7, 1, 13) * b.view(1, 13, 1)", {a = x, b = y},
+    x:view(7, 1, 13) * y:view(1, 13, 1))
+  local big = av.randn(64, 1000)
+  parity.check("large threaded add", "a + b", {a = big, b = big:narrow(2, 1, 1)}, big + big:narrow(2, 1, 1))
+end)
+
+parity.run()
