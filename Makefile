@@ -97,7 +97,7 @@ asan:
 	$(MAKE) --no-print-directory deps test-deps
 	$(MAKE) --no-print-directory BUILD=build-asan OPT='-O1 -fno-omit-frame-pointer' \
 	  SAN='-fsanitize=address,undefined -fno-sanitize-recover=undefined' CUDA=0 all build-asan/tests/ctest
-	@ASAN_OPTIONS=detect_leaks=1:abort_on_error=0:halt_on_error=1 \
+	@ASAN_OPTIONS=detect_leaks=1:allocator_may_return_null=1:halt_on_error=1 \
 	  LSAN_OPTIONS=suppressions=$(CURDIR)/tests/lsan.supp:print_suppressions=0 \
 	  UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
 	  BUILD=build-asan HOST=build-asan/bin/aviary AV_SANITIZED=1 tests/run.sh

@@ -1,6 +1,7 @@
 /* Tensor creation, views, conversions and element access from Lua. */
 #include <math.h>
 #include <string.h>
+#include <time.h>
 #include "binding.h"
 
 /* ---- creation ----------------------------------------------------------------- */
@@ -187,6 +188,13 @@ static int l_set_num_threads(lua_State *L) {
 }
 static int l_get_num_threads(lua_State *L) {
     lua_pushinteger(L, av_get_num_threads());
+    return 1;
+}
+/* wall-clock seconds from a monotonic clock, for timing (os.clock is CPU time) */
+static int l_clock(lua_State *L) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    lua_pushnumber(L, (double)ts.tv_sec + ts.tv_nsec * 1e-9);
     return 1;
 }
 static int l_is_tensor(lua_State *L) {
@@ -528,7 +536,7 @@ void lav_open_tensor(lua_State *L, int mod, int methods) {
         {"rand_like", l_rand_like}, {"randn_like", l_randn_like}, {"full_like", l_full_like},
         {"manual_seed", l_manual_seed}, {"initial_seed", l_initial_seed},
         {"set_num_threads", l_set_num_threads}, {"get_num_threads", l_get_num_threads},
-        {"is_tensor", l_is_tensor}, {NULL, NULL}};
+        {"is_tensor", l_is_tensor}, {"clock", l_clock}, {NULL, NULL}};
     static const luaL_Reg both[] = {
         {"view", m_view}, {"reshape", m_reshape}, {"permute", m_permute}, {"transpose", m_transpose},
         {"t", m_t}, {"narrow", m_narrow}, {"select", m_select}, {"expand", m_expand}, {"squeeze", m_squeeze},

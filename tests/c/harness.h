@@ -30,7 +30,7 @@ void test_fail(const char *file, int line, const char *fmt, ...) __attribute__((
 #define CHECK_NEAR(a, b, tol)                                                    \
     do {                                                                         \
         double a_ = (double)(a), b_ = (double)(b);                               \
-        if (!(fabs(a_ - b_) <= (tol) || (isnan(a_) && isnan(b_))))               \
+        if (!(a_ == b_ || fabs(a_ - b_) <= (tol) || (isnan(a_) && isnan(b_))))             \
             test_fail(__FILE__, __LINE__, "%s = %.9g, expected %s = %.9g (tol %g)", #a, a_, #b, b_, (double)(tol)); \
     } while (0)
 

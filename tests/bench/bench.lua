@@ -1,0 +1,136 @@
+-- make bench: aviary and PyTorch side by side on the same machine and thread
+-- count; prints one markdown table (op, aviary time, PyTorch time, ratio =
+-- PyTorch time / aviary time, so > 1 means aviary is faster).
+-- usage: aviary tests/bench/bench.lua [--threads=N] [--filter=substr] [--out=file.md]
+local av = require "aviary"
+local cjson = require "cjson"
+
+local threads, filter, outfile = 2, nil, nil
+for _, a in ipairs(arg) do
+  threads = tonumber(a:match("^%-%-threads=(%d+)$")) or threads
+  filter = a:match("^%-%-filter=(.*)$") or filter
+  outfile = a:match("^%-%-out=(.*)$") or outfile
+end
+av.set_num_threads(threads)
+
+local here = debug.getinfo(1, "S").source:match("^@(.*)/[^/]*$") or "."
+local python = os.getenv("AVIARY_PYTHON") or "/usr/bin/python3"
+
+local cases = {}
+-- name, aviary setup returning the statement closure, torch setup, torch statement, reps, inner loop
+local function case(name, av_setup, t_setup, t_stmt, reps, inner, note)
+  if filter and not name:find(filter, 1, true) then return end
+  cases[#cases + 1] = {name = name, av = av_setup, setup = t_setup, stmt = t_stmt, reps = reps or 7,
+                       inner = inner or 1, note = note}
+end
+
+local function median(t)
+  table.sort(t)
+  return t[(#t + 1) // 2]
+end
+
+case("matmul f32 1024x1024", function()
+  local a, b = av.randn(1024, 1024), av.randn(1024, 1024)
+  return function() return av.matmul(a, b) end
+end, "a = torch.randn(1024, 1024); b = torch.randn(1024, 1024)", "torch.matmul(a, b)", 9)
+case("matmul f32 2048x2048", function()
+  local a, b = av.randn(2048, 2048), av.randn(2048, 2048)
+  return function() return av.matmul(a, b) end
+end, "a = torch.randn(2048, 2048); b = torch.randn(2048, 2048)", "torch.matmul(a, b)", 5)
+case("add 4096x4096 + 4096 (broadcast row)", function()
+  local a, b = av.randn(4096, 4096), av.randn(4096)
+  return function() return a + b end
+end, "a = torch.randn(4096, 4096); b = torch.randn(4096)", "a + b")
+case("mul 4096x4096 * 4096x1 (broadcast col)", function()
+  local a, b = av.randn(4096, 4096), av.randn(4096, 1)
+  return function() return a * b end
+end, "a = torch.randn(4096, 4096); b = torch.randn(4096, 1)", "a * b")
+case("add 16M + 16M (same shape)", function()
+  local a, b = av.randn(4096, 4096), av.randn(4096, 4096)
+  return function() return a + b end
+end, "a = torch.randn(4096, 4096); b = torch.randn(4096, 4096)", "a + b")
+case("sum 4096x4096 over dim 1", function()
+  local a = av.randn(4096, 4096)
+  return function() return a:sum(1) end
+end, "a = torch.randn(4096, 4096)", "a.sum(0)")
+case("sum 4096x4096 over dim 2", function()
+  local a = av.randn(4096, 4096)
+  return function() return a:sum(2) end
+end, "a = torch.randn(4096, 4096)", "a.sum(1)")
+case("sum 4096x4096 all", function()
+  local a = av.randn(4096, 4096)
+  return function() return a:sum() end
+end, "a = torch.randn(4096, 4096)", "a.sum()")
+case("softmax-shaped exp/sum/div 4096x4096", function()
+  local a = av.randn(4096, 4096)
+  return function()
+    local e = a:exp()
+    return e / e:sum(2, true)
+  end
+end, "a = torch.randn(4096, 4096)", "e = a.exp(); e / e.sum(1, keepdim=True)")
+case("per-call overhead: add of 4-element tensors", function()
+  local a, b = av.randn(4), av.randn(4)
+  return function()
+    for _ = 1, 1000 do local _ = a + b end
+  end
+end, "a = torch.randn(4); b = torch.randn(4)", "for _ in range(1000): a + b", 15, 1,
+  "per 1000 calls")
+
+-- aviary timings
+local results = {}
+for _, c in ipairs(cases) do
+  local stmt = c.av()
+  stmt() -- warm up
+  local times = {}
+  for _ = 1, c.reps do
+    collectgarbage()
+    local t0 = av.clock()
+    for _ = 1, c.inner do stmt() end
+    times[#times + 1] = (av.clock() - t0) / c.inner
+  end
+  results[c.name] = median(times)
+  io.stderr:write(("aviary  %-45s %9.3f ms\n"):format(c.name, results[c.name] * 1e3))
+end
+
+-- PyTorch timings, one process
+local torch_cases = {}
+for _, c in ipairs(cases) do
+  torch_cases[#torch_cases + 1] = {name = c.name, setup = c.setup, stmt = c.stmt, reps = c.reps, inner = c.inner}
+end
+local tmp = os.tmpname()
+local f = assert(io.open(tmp, "w"))
+f:write(cjson.encode(torch_cases))
+f:close()
+local p = io.popen(("%s '%s/torch_bench.py' '%s' %d"):format(python, here, tmp, threads))
+local out = p:read("a")
+local ok = p:close()
+os.remove(tmp)
+local torch_t = ok and cjson.decode(out) or {}
+if not ok then io.stderr:write("PyTorch timings failed (is python3-torch installed for " .. python .. "?)\n") end
+
+local function fmt_time(s)
+  if not s then return "n/a" end
+  if s >= 1 then return ("%.2f s"):format(s) end
+  if s >= 1e-3 then return ("%.2f ms"):format(s * 1e3) end
+  return ("%.1f µs"):format(s * 1e6)
+end
+local lines = {
+  ("Threads: %d (aviary and PyTorch %s), OPENBLAS_CORETYPE=%s"):format(threads,
+    "1.13 from python3-torch", os.getenv("OPENBLAS_CORETYPE") or "unset"),
+  "",
+  "| op | aviary | PyTorch | ratio (PyTorch / aviary) |",
+  "|---|---|---|---|",
+}
+for _, c in ipairs(cases) do
+  local a, t = results[c.name], torch_t[c.name]
+  local name = c.name .. (c.note and (" (" .. c.note .. ")") or "")
+  lines[#lines + 1] = ("| %s | %s | %s | %s |"):format(name, fmt_time(a), fmt_time(t),
+    t and ("%.2fx"):format(t / a) or "n/a")
+end
+local text = table.concat(lines, "\n")
+print(text)
+if outfile then
+  local o = assert(io.open(outfile, "w"))
+  o:write(text, "\n")
+  o:close()
+end
