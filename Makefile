@@ -103,7 +103,7 @@ asan:
 	  BUILD=build-asan HOST=build-asan/bin/aviary AV_SANITIZED=1 tests/run.sh
 
 bench: deps test-deps all
-	@OMP_NUM_THREADS=2 $(HOST) tests/bench/bench.lua
+	@OPENBLAS_CORETYPE=$${OPENBLAS_CORETYPE:-Haswell} $(HOST) tests/bench/bench.lua --threads=$${BENCH_THREADS:-2}
 
 env:
 	@echo 'export LUA_PATH="$(CURDIR)/lua/?.lua;$(CURDIR)/lua/?/init.lua;;"'
@@ -119,7 +119,7 @@ install: all
 	@echo "installed into $(PREFIX); stock lua5.4 finds aviary when $(PREFIX) is on its search path"
 
 demo: deps all
-	@$(HOST) -e 'local x = av.randn(2,3); print(x); print(x:sum(2))'
+	@OPENBLAS_CORETYPE=$${OPENBLAS_CORETYPE:-Haswell} $(HOST) recipes/demo.lua
 
 clean:
 	rm -rf build build-asan bin/aviary

@@ -1,0 +1,170 @@
+--- One-line documentation of every function and tensor method, shown by the
+-- REPL's `? name` / `:help name` and checked for completeness by the tests.
+-- Keys: "av.<name>" for module functions, "Tensor:<name>" for methods.
+-- Dims and indices are 1-based; negative values count from the end.
+local d = {}
+
+local function fn(name, line) d["av." .. name] = line end
+local function m(name, line) d["Tensor:" .. name] = line end
+-- functions that are both av.f(x, ...) and x:f(...)
+local function both(name, line) fn(name, line); m(name, line) end
+
+-- creation
+fn("tensor", "av.tensor(nested_table | number | tensor, {dtype=}) -> new tensor; integers give int64, booleans uint8, else float32")
+fn("empty", "av.empty(sizes..., {dtype='float32'}) -> uninitialised tensor")
+fn("zeros", "av.zeros(sizes..., {dtype='float32'}) -> tensor of zeros; sizes as varargs or one table")
+fn("ones", "av.ones(sizes..., {dtype='float32'}) -> tensor of ones")
+fn("full", "av.full({sizes}, value, {dtype=}) -> tensor filled with value (int64 for an integer value)")
+fn("rand", "av.rand(sizes..., {dtype=}) -> uniform samples in [0, 1)")
+fn("randn", "av.randn(sizes..., {dtype=}) -> standard normal samples")
+fn("randint", "av.randint([low,] high, {sizes}, {dtype='int64'}) -> integers in [low, high)")
+fn("randperm", "av.randperm(n, {dtype='int64'}) -> a random permutation of 0..n-1")
+fn("arange", "av.arange([start,] end [, step], {dtype=}) -> values start, start+step, ... < end (int64 for integer arguments)")
+fn("linspace", "av.linspace(start, end, steps, {dtype=}) -> steps evenly spaced values from start to end inclusive")
+fn("eye", "av.eye(n [, m], {dtype=}) -> identity matrix n x m")
+fn("zeros_like", "av.zeros_like(x, {dtype=}) -> zeros with x's size and dtype")
+fn("ones_like", "av.ones_like(x, {dtype=}) -> ones with x's size and dtype")
+fn("empty_like", "av.empty_like(x, {dtype=}) -> uninitialised tensor with x's size and dtype")
+fn("rand_like", "av.rand_like(x, {dtype=}) -> uniform samples with x's size")
+fn("randn_like", "av.randn_like(x, {dtype=}) -> normal samples with x's size")
+fn("full_like", "av.full_like(x, value, {dtype=}) -> x's size filled with value")
+fn("manual_seed", "av.manual_seed(n) -- seeds the generator; results do not depend on the thread count")
+fn("initial_seed", "av.initial_seed() -> the current seed")
+fn("set_num_threads", "av.set_num_threads(n) -- threads for aviary's kernels and OpenBLAS")
+fn("get_num_threads", "av.get_num_threads() -> number of threads")
+fn("is_tensor", "av.is_tensor(v) -> true if v is a tensor")
+fn("clock", "av.clock() -> wall-clock seconds from a monotonic clock, for timing")
+fn("save", "av.save(path, {name=tensor,...}, {key=value,...}) -- writes a safetensors file atomically")
+fn("load", "av.load(path) -> tensors (name -> tensor), metadata (key -> string), names in file order")
+fn("typename", "av.typename(v) -> 'aviary.FloatTensor' etc. for tensors, else type(v)")
+
+-- metadata and conversion
+m("size", "x:size() -> table of sizes; x:size(d) -> size of dim d")
+m("stride", "x:stride() -> table of strides (in elements); x:stride(d) -> one")
+m("dim", "x:dim() -> number of dimensions")
+m("ndimension", "x:ndimension() -> number of dimensions (Torch7 name)")
+m("nDimension", "x:nDimension() -> number of dimensions (Torch7 name)")
+m("nelement", "x:nelement() -> number of elements (Torch7 name)")
+both("numel", "x:numel() -> number of elements")
+m("dtype", "x:dtype() -> 'float32', 'float64', 'int64', 'int32', 'uint8', 'float16' or 'bfloat16'")
+m("type", "x:type() -> 'aviary.FloatTensor'...; x:type(dtype) -> converted copy")
+m("is_contiguous", "x:is_contiguous() -> true if elements are laid out row-major without gaps")
+m("storage_offset", "x:storage_offset() -> offset of the first element in the storage (elements)")
+m("device", "x:device() -> 'cpu'")
+m("item", "x:item() -> the value of a one-element tensor as a Lua number")
+m("tolist", "x:tolist() -> nested Lua tables of numbers")
+m("float", "x:float() -> float32 copy (x itself if already float32)")
+m("double", "x:double() -> float64 copy")
+m("long", "x:long() -> int64 copy (truncates toward zero)")
+m("int", "x:int() -> int32 copy")
+m("byte", "x:byte() -> uint8 copy")
+m("half", "x:half() -> float16 copy (storage format on the CPU)")
+m("bfloat16", "x:bfloat16() -> bfloat16 copy (storage format on the CPU)")
+m("to", "x:to(dtype | 'cpu' | other_tensor | {dtype=}) -> converted tensor")
+both("clone", "x:clone() -> a copy with its own storage")
+both("contiguous", "x:contiguous() -> x if contiguous, else a contiguous copy")
+m("copy_", "x:copy_(src) -> x; copies src (broadcast, any dtype) into x")
+m("fill_", "x:fill_(value) -> x; sets every element")
+m("zero_", "x:zero_() -> x; sets every element to 0")
+m("uniform_", "x:uniform_(lo=0, hi=1) -> x filled with uniform samples")
+m("normal_", "x:normal_(mean=0, std=1) -> x filled with normal samples")
+m("isTensor", "x:isTensor() -> true (Torch7 name)")
+
+-- views
+both("view", "x:view(sizes...) -> view with a new shape (one -1 inferred); errors if strides forbid it")
+both("reshape", "x:reshape(sizes...) -> view when possible, else a copy")
+m("view_as", "x:view_as(y) -> x viewed with y's size")
+both("permute", "x:permute(d1, d2, ...) -> view with dims reordered")
+both("transpose", "x:transpose(d1, d2) -> view with two dims swapped")
+both("t", "x:t() -> transpose of a 2-d tensor (view)")
+both("narrow", "x:narrow(dim, start, length) -> view of length entries from start (1-based)")
+both("select", "x:select(dim, index) -> view with dim removed at index (1-based)")
+both("expand", "x:expand(sizes...) -> view repeating size-1 dims (-1 keeps a size); no copy")
+m("expand_as", "x:expand_as(y) -> x expanded to y's size")
+both("squeeze", "x:squeeze([dim]) -> view without size-1 dims (or only dim)")
+both("unsqueeze", "x:unsqueeze(dim) -> view with a size-1 dim inserted at dim")
+both("flatten", "x:flatten([start=1 [, end=-1]]) -> dims start..end merged into one")
+
+-- elementwise
+both("add", "av.add(a, b, {alpha=1}) -> a + alpha*b with broadcasting; numbers allowed")
+both("sub", "av.sub(a, b, {alpha=1}) -> a - alpha*b")
+both("mul", "av.mul(a, b) -> a * b elementwise")
+both("div", "av.div(a, b) -> a / b (true division: integers give float32)")
+both("pow", "av.pow(a, b) -> a ^ b elementwise")
+both("maximum", "av.maximum(a, b) -> elementwise max (NaN propagates)")
+both("minimum", "av.minimum(a, b) -> elementwise min (NaN propagates)")
+both("remainder", "av.remainder(a, b) -> a % b with the sign of b (Python's %)")
+both("atan2", "av.atan2(a, b) -> atan(a/b) in the right quadrant")
+for _, c in ipairs({{"eq", "=="}, {"ne", "~="}, {"lt", "<"}, {"le", "<="}, {"gt", ">"}, {"ge", ">="}}) do
+  both(c[1], ("av.%s(a, b) -> uint8 tensor of (a %s b)"):format(c[1], c[2]))
+end
+both("logical_and", "av.logical_and(a, b) -> uint8 (a ~= 0 and b ~= 0)")
+both("logical_or", "av.logical_or(a, b) -> uint8 (a ~= 0 or b ~= 0)")
+both("logical_xor", "av.logical_xor(a, b) -> uint8 ((a ~= 0) ~= (b ~= 0))")
+both("logical_not", "av.logical_not(x) -> uint8 (x == 0)")
+local unary = {
+  neg = "-x", exp = "e^x", log = "natural log", sqrt = "square root", rsqrt = "1/sqrt(x)", abs = "|x|",
+  sign = "-1, 0 or 1", floor = "round down", ceil = "round up", round = "round half to even",
+  trunc = "round toward zero", reciprocal = "1/x", square = "x*x", sin = "sine", cos = "cosine",
+  tan = "tangent", log2 = "base-2 log", log10 = "base-10 log", log1p = "log(1+x), accurate near 0",
+  expm1 = "e^x - 1, accurate near 0", exp2 = "2^x", sigmoid = "1/(1+e^-x)", tanh = "hyperbolic tangent",
+  relu = "max(x, 0)", erf = "error function",
+}
+for name, what in pairs(unary) do
+  both(name, ("av.%s(x) -> %s elementwise (integers give float32 where needed)"):format(name, what))
+  m(name .. "_", ("x:%s_() -> x; %s in place"):format(name, what))
+end
+m("logical_not_", "x:logical_not_() -> x; in place")
+both("isnan", "av.isnan(x) -> uint8 mask of NaN elements")
+both("isinf", "av.isinf(x) -> uint8 mask of infinite elements")
+both("isfinite", "av.isfinite(x) -> uint8 mask of finite elements")
+both("clamp", "av.clamp(x, min, max) or av.clamp(x, {min=, max=}) -> x limited to [min, max]; nil = no bound")
+both("clip", "av.clip(x, min, max) -> same as clamp")
+m("clamp_", "x:clamp_(min, max) -> x; clamps in place")
+both("where", "av.where(cond, a, b) -> a where cond ~= 0 else b (numbers allowed), broadcast")
+for _, n in ipairs({"add", "sub", "mul", "div", "pow", "maximum", "minimum", "remainder"}) do
+  m(n .. "_", ("x:%s_(y) -> x; in place (y broadcasts to x; result dtype must be x's)"):format(n))
+end
+
+-- reductions
+both("sum", "x:sum([dims [, keepdim]]) -> sum over all or the given dim(s); integers sum to int64")
+both("mean", "x:mean([dims [, keepdim]]) -> mean over all or the given dim(s)")
+both("prod", "x:prod([dims [, keepdim]]) -> product")
+both("max", "x:max() -> 0-d max; x:max(dim [, keepdim]) -> values, indices (1-based)")
+both("min", "x:min() -> 0-d min; x:min(dim [, keepdim]) -> values, indices (1-based)")
+both("amax", "x:amax(dims [, keepdim]) -> max over dims (values only)")
+both("amin", "x:amin(dims [, keepdim]) -> min over dims (values only)")
+both("argmax", "x:argmax([dim [, keepdim]]) -> 1-based index of the max (first on ties)")
+both("argmin", "x:argmin([dim [, keepdim]]) -> 1-based index of the min")
+both("all", "x:all([dims [, keepdim]]) -> uint8: every element nonzero")
+both("any", "x:any([dims [, keepdim]]) -> uint8: some element nonzero")
+both("var", "x:var([dims], {correction=1, keepdim=false}) -> variance (unbiased by default)")
+both("std", "x:std([dims], {correction=1, keepdim=false}) -> standard deviation")
+both("norm", "x:norm([p=2 [, dims [, keepdim]]]) -> p-norm (p = 1, 2, inf, -inf, 0, any number)")
+both("logsumexp", "x:logsumexp(dims [, keepdim]) -> log(sum(exp(x))) computed stably")
+both("cumsum", "x:cumsum(dim) -> cumulative sum along dim")
+both("cumprod", "x:cumprod(dim) -> cumulative product along dim")
+both("sort", "x:sort([dim=-1 [, descending=false]]) -> values, indices (1-based); stable")
+both("topk", "x:topk(k [, dim=-1 [, largest=true [, sorted=true]]]) -> values, indices (1-based)")
+
+-- indexing and joining
+both("cat", "av.cat({a, b, ...}, dim=1) -> tensors joined along dim")
+fn("stack", "av.stack({a, b, ...}, dim=1) -> tensors stacked along a new dim")
+both("index_select", "av.index_select(x, dim, index) -> entries of x at 1-based indices along dim")
+both("gather", "av.gather(x, dim, index) -> out[i][j] = x[i][index[i][j]] (for dim 2), 1-based")
+both("scatter", "av.scatter(x, dim, index, src, {reduce=nil|'add'|'multiply'}) -> copy of x with src written at index")
+m("scatter_", "x:scatter_(dim, index, src, {reduce=}) -> x; scatter in place")
+both("masked_fill", "av.masked_fill(x, mask, value) -> copy with value where mask ~= 0")
+m("masked_fill_", "x:masked_fill_(mask, value) -> x; in place")
+both("masked_select", "av.masked_select(x, mask) -> 1-d tensor of elements where mask ~= 0")
+both("nonzero", "av.nonzero(x) -> n x dim int64 tensor of 1-based indices of nonzero elements")
+
+-- linear algebra
+both("matmul", "av.matmul(a, b) -> matrix product with torch.matmul's rules (1-d, 2-d, batched broadcast)")
+both("mm", "av.mm(a, b) -> product of two matrices (OpenBLAS for float32/float64)")
+both("bmm", "av.bmm(a, b) -> batched product of B x n x k and B x k x m")
+both("mv", "av.mv(a, v) -> matrix-vector product")
+both("dot", "av.dot(a, b) -> 0-d inner product of two 1-d tensors")
+both("addmm", "av.addmm(c, a, b, {beta=1, alpha=1}) -> beta*c + alpha*(a @ b)")
+
+return d
