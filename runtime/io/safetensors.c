@@ -223,9 +223,10 @@ int av_safetensors_save(const char *path, int count, const char *const *names, a
     av_tensor **dense = calloc((size_t)count + 1, sizeof *dense);
     const void **chunks = calloc((size_t)count + 1, sizeof *chunks);
     size_t *sizes = calloc((size_t)count + 1, sizeof *sizes);
+    uint64_t *begins = calloc((size_t)count + 1, sizeof *begins);
     cJSON *root = cJSON_CreateObject();
     char *json = NULL, *head = NULL;
-    if (!dense || !chunks || !sizes || !root) goto oom;
+    if (!dense || !chunks || !sizes || !begins || !root) goto oom;
 
     if (meta_count > 0) {
         cJSON *meta = cJSON_CreateObject();
@@ -233,7 +234,6 @@ int av_safetensors_save(const char *path, int count, const char *const *names, a
         for (int i = 0; i < meta_count; i++)
             if (!json_add(meta, meta_keys[i], cJSON_CreateString(meta_values[i]))) goto oom;
     }
-    uint64_t offset = 0;
     for (int i = 0; i < count; i++) {
         /* safetensors has no strides: views are written in row-major order */
         dense[i] = av_contiguous(tensors[i]);
@@ -241,12 +241,26 @@ int av_safetensors_save(const char *path, int count, const char *const *names, a
             av_fail("cannot save '%s': tensor '%s': %s", path, names[i], av_last_error());
             goto out;
         }
-        size_t nbytes = (size_t)av_numel(dense[i]) * av_dtype_size(dense[i]->dtype);
-        if (!json_add(root, names[i], tensor_entry(dense[i], st_code_of(dense[i]->dtype), offset, offset + nbytes)))
-            goto oom;
-        chunks[i + 1] = av_data(dense[i]);
-        sizes[i + 1] = nbytes;
-        offset += nbytes;
+    }
+    /* The header keeps the caller's order, but the data goes widest dtype
+     * first (as the reference writer does): with the data section starting
+     * 8-aligned, every tensor then starts at a multiple of its element size,
+     * so readers that map the file can use the bytes in place. */
+    uint64_t offset = 0;
+    int slot = 1;
+    for (size_t width = 8; width >= 1; width /= 2)
+        for (int i = 0; i < count; i++) {
+            if (av_dtype_size(dense[i]->dtype) != width) continue;
+            size_t nbytes = (size_t)av_numel(dense[i]) * width;
+            begins[i] = offset;
+            chunks[slot] = av_data(dense[i]);
+            sizes[slot++] = nbytes;
+            offset += nbytes;
+        }
+    for (int i = 0; i < count; i++) {
+        uint64_t nbytes = (uint64_t)av_numel(dense[i]) * av_dtype_size(dense[i]->dtype);
+        cJSON *entry = tensor_entry(dense[i], st_code_of(dense[i]->dtype), begins[i], begins[i] + nbytes);
+        if (!json_add(root, names[i], entry)) goto oom;
     }
 
     json = cJSON_PrintUnformatted(root);
@@ -272,6 +286,7 @@ out:
     free(dense);
     free(chunks);
     free(sizes);
+    free(begins);
     cJSON_Delete(root);
     free(json);
     free(head);

@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <sys/stat.h>
 #include <unistd.h>
+#include <cjson/cJSON.h>
 #include "harness.h"
 #include "aviary/io.h"
 
@@ -128,6 +129,19 @@ TEST(st_roundtrip_every_dtype) {
         CHECK(raw[8] == '{');
         /* 6 elements of 8+8+8+4+1+2+2 bytes */
         CHECK(n == 8 + hl + 6 * (4 + 8 + 8 + 4 + 1 + 2 + 2));
+        /* header order is the caller's, data is laid out so each tensor is
+         * aligned to its element size */
+        cJSON *h = cJSON_ParseWithLength((const char *)raw + 8, (size_t)hl);
+        CHECK(h != NULL);
+        int k = 0;
+        for (cJSON *e = h ? h->child : NULL; e; e = e->next, k++) {
+            CHECK(k < ND && !strcmp(e->string, names[k]));
+            cJSON *offs = cJSON_GetObjectItem(e, "data_offsets");
+            double begin = cJSON_GetArrayItem(offs, 0)->valuedouble;
+            CHECK(k < ND && fmod(begin, (double)av_dtype_size(dts[k])) == 0);
+        }
+        CHECK(k == ND);
+        cJSON_Delete(h);
     }
     free(raw);
 
