@@ -197,6 +197,14 @@ static int l_clock(lua_State *L) {
     lua_pushnumber(L, (double)ts.tv_sec + ts.tv_nsec * 1e-9);
     return 1;
 }
+static int l_cuda_device_count(lua_State *L) {
+    lua_pushinteger(L, av_cuda_device_count());
+    return 1;
+}
+static int l_cuda_compiled(lua_State *L) {
+    lua_pushboolean(L, av_cuda_compiled());
+    return 1;
+}
 static int l_is_tensor(lua_State *L) {
     lua_pushboolean(L, lav_is_tensor(L, 1));
     return 1;
@@ -536,7 +544,8 @@ void lav_open_tensor(lua_State *L, int mod, int methods) {
         {"rand_like", l_rand_like}, {"randn_like", l_randn_like}, {"full_like", l_full_like},
         {"manual_seed", l_manual_seed}, {"initial_seed", l_initial_seed},
         {"set_num_threads", l_set_num_threads}, {"get_num_threads", l_get_num_threads},
-        {"is_tensor", l_is_tensor}, {"clock", l_clock}, {NULL, NULL}};
+        {"is_tensor", l_is_tensor}, {"clock", l_clock},
+        {"_cuda_device_count", l_cuda_device_count}, {"_cuda_compiled", l_cuda_compiled}, {NULL, NULL}};
     static const luaL_Reg both[] = {
         {"view", m_view}, {"reshape", m_reshape}, {"permute", m_permute}, {"transpose", m_transpose},
         {"t", m_t}, {"narrow", m_narrow}, {"select", m_select}, {"expand", m_expand}, {"squeeze", m_squeeze},

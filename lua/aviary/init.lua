@@ -28,6 +28,12 @@ av.typename = function(x)
   return type(x)
 end
 
---- av.no_grad etc. arrive with autograd (aviary step 2)
+-- devices: the CUDA backend reports what the build and the machine have
+av.cuda = {
+  is_available = function() return core._cuda_device_count() > 0 end,
+  device_count = function() return core._cuda_device_count() end,
+  compiled = function() return core._cuda_compiled() end,
+}
+av._cuda_device_count, av._cuda_compiled = nil, nil
 
 return av

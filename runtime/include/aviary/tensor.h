@@ -152,6 +152,10 @@ av_tensor *av_to_dtype(const av_tensor *t, av_dtype dt); /* retains if same */
 int av_copy_(av_tensor *dst, const av_tensor *src); /* src broadcast to dst, any dtypes */
 int av_fill_(av_tensor *t, double value);
 
+/* ---- devices --------------------------------------------------------- */
+bool av_cuda_compiled(void);   /* built with nvcc */
+int av_cuda_device_count(void); /* 0 without a GPU or driver */
+
 /* ---- threads --------------------------------------------------------- */
 void av_set_num_threads(int n);
 int av_get_num_threads(void);
