@@ -27,6 +27,7 @@ run_suite "C tests" "$BUILD/tests/ctest"
 for f in tests/lua/test_*.lua; do
   run_suite "lua $f" "$HOST" tests/lua/runner.lua "$f"
 done
+run_suite "build checks" env HOST="$HOST" tests/build/run.sh
 if [ -x tests/host/run.sh ]; then
   run_suite "host tests" env HOST="$HOST" tests/host/run.sh
 fi
