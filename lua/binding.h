@@ -47,6 +47,10 @@ void lav_open_index(lua_State *L, int mod, int methods);
 void lav_open_io(lua_State *L, int mod, int methods);
 
 void lav_open_linalg(lua_State *L, int mod, int methods);
+void lav_open_autograd(lua_State *L, int mod, int methods);
+/* x.requires_grad, x.grad, x.grad_fn, x.is_leaf: 1 if handled (value pushed) */
+int lav_autograd_property(lua_State *L, av_tensor *x, const char *k);
+int lav_autograd_setproperty(lua_State *L, av_tensor *x, const char *k, int v);
 
 /* registers regs into the table at absolute index tbl */
 void lav_setfuncs(lua_State *L, int tbl, const luaL_Reg *regs);

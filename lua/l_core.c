@@ -270,6 +270,7 @@ int luaopen_aviary_core(lua_State *L) {
 
     lav_open_tensor(L, mod, methods);
     lav_open_math(L, mod, methods);
+    lav_open_autograd(L, mod, methods);
     if (lav_open_reduce) lav_open_reduce(L, mod, methods);
     if (lav_open_index) lav_open_index(L, mod, methods);
     if (lav_open_io) lav_open_io(L, mod, methods);

@@ -3,8 +3,15 @@
 #include <string.h>
 #include <time.h>
 #include "binding.h"
+#include "aviary/autograd.h"
 
 /* ---- creation ----------------------------------------------------------------- */
+/* pushes a new tensor and applies the creation option requires_grad=true */
+static int push_created(lua_State *L, av_tensor *t, int opts) {
+    lav_push(L, t);
+    if (opts && lav_opt_bool(L, opts, "requires_grad", false)) lav_check_rc(L, av_requires_grad_(t, true));
+    return 1;
+}
 /* shape varargs (or a table) followed by an optional options table */
 static int shape_and_opts(lua_State *L, int first, int64_t *shape, int *tbl) {
     int n = lav_check_shape(L, first, shape);
@@ -18,27 +25,27 @@ static int shape_and_opts(lua_State *L, int first, int64_t *shape, int *tbl) {
 static int l_empty(lua_State *L) {
     int64_t s[AV_MAX_DIMS];
     int o, n = shape_and_opts(L, 1, s, &o);
-    return lav_push(L, av_empty(n, s, lav_opt_dtype(L, o, AV_F32)));
+    return push_created(L, av_empty(n, s, lav_opt_dtype(L, o, AV_F32)), o);
 }
 static int l_zeros(lua_State *L) {
     int64_t s[AV_MAX_DIMS];
     int o, n = shape_and_opts(L, 1, s, &o);
-    return lav_push(L, av_zeros(n, s, lav_opt_dtype(L, o, AV_F32)));
+    return push_created(L, av_zeros(n, s, lav_opt_dtype(L, o, AV_F32)), o);
 }
 static int l_ones(lua_State *L) {
     int64_t s[AV_MAX_DIMS];
     int o, n = shape_and_opts(L, 1, s, &o);
-    return lav_push(L, av_full(n, s, lav_opt_dtype(L, o, AV_F32), 1));
+    return push_created(L, av_full(n, s, lav_opt_dtype(L, o, AV_F32), 1), o);
 }
 static int l_rand(lua_State *L) {
     int64_t s[AV_MAX_DIMS];
     int o, n = shape_and_opts(L, 1, s, &o);
-    return lav_push(L, av_rand(n, s, lav_opt_dtype(L, o, AV_F32)));
+    return push_created(L, av_rand(n, s, lav_opt_dtype(L, o, AV_F32)), o);
 }
 static int l_randn(lua_State *L) {
     int64_t s[AV_MAX_DIMS];
     int o, n = shape_and_opts(L, 1, s, &o);
-    return lav_push(L, av_randn(n, s, lav_opt_dtype(L, o, AV_F32)));
+    return push_created(L, av_randn(n, s, lav_opt_dtype(L, o, AV_F32)), o);
 }
 /* full({2,3}, value, opts): the shape must be a table since the value is a number too */
 static int l_full(lua_State *L) {
@@ -48,7 +55,7 @@ static int l_full(lua_State *L) {
     double v = luaL_checknumber(L, 2);
     int o = lav_opts(L, 3);
     av_dtype def = (lua_isinteger(L, 2)) ? AV_I64 : AV_F32;
-    return lav_push(L, av_full(n, s, lav_opt_dtype(L, o, def), v));
+    return push_created(L, av_full(n, s, lav_opt_dtype(L, o, def), v), o);
 }
 /* randint(high, size) or randint(low, high, size) */
 static int l_randint(lua_State *L) {
@@ -131,16 +138,22 @@ static void nest_fill(lua_State *L, int idx, av_tensor *t, int64_t *pos) {
         lua_pop(L, 1);
     }
 }
+/* av.tensor(t) copies data without history, like torch.tensor(t) */
+static av_tensor *av_detach_clone(const av_tensor *t) {
+    av_tensor *d = av_detach(t), *c = d ? av_clone(d) : NULL;
+    av_release(d);
+    return c;
+}
 static int l_tensor(lua_State *L) {
     int o = lav_opts(L, 2);
     av_tensor *src = lav_to_tensor(L, 1);
     if (src) {
         av_dtype d = lav_opt_dtype(L, o, src->dtype);
-        return lav_push(L, d == src->dtype ? av_clone(src) : av_to_dtype(src, d));
+        return push_created(L, d == src->dtype ? av_detach_clone(src) : av_to_dtype(src, d), o);
     }
     if (lua_type(L, 1) == LUA_TNUMBER) {
         av_dtype d = lav_opt_dtype(L, o, lua_isinteger(L, 1) ? AV_I64 : AV_F32);
-        return lav_push(L, av_scalar_tensor(lua_tonumber(L, 1), d));
+        return push_created(L, av_scalar_tensor(lua_tonumber(L, 1), d), o);
     }
     if (!lua_istable(L, 1)) lav_error(L, "expected a nested table of numbers as argument 1, got %s", luaL_typename(L, 1));
     nest_info ni = {0, {0}, true, false, 0};
@@ -150,6 +163,7 @@ static int l_tensor(lua_State *L) {
     lav_push(L, t);
     int64_t pos = 0;
     nest_fill(L, 1, t, &pos);
+    if (o && lav_opt_bool(L, o, "requires_grad", false)) lav_check_rc(L, av_requires_grad_(t, true));
     return 1;
 }
 
@@ -493,6 +507,8 @@ int lav_index(lua_State *L) {
         const char *k = lua_tostring(L, 2);
         if (!strcmp(k, "shape")) { lua_settop(L, 1); return m_size(L); }
         if (!strcmp(k, "ndim")) { lua_settop(L, 1); return m_dim(L); }
+        av_tensor *x = lav_to_tensor(L, 1);
+        if (x && lav_autograd_property(L, x, k)) return 1;
         lua_pushnil(L);
         return 1;
     }
@@ -510,8 +526,10 @@ int lav_index(lua_State *L) {
 
 int lav_newindex(lua_State *L) {
     av_tensor *x = lav_check_tensor(L, 1);
-    if (lua_type(L, 2) == LUA_TSTRING)
+    if (lua_type(L, 2) == LUA_TSTRING) {
+        if (lav_autograd_setproperty(L, x, lua_tostring(L, 2), 3)) return 0;
         lav_error(L, "cannot set field '%s' on a tensor", lua_tostring(L, 2));
+    }
     av_tensor *r = apply_key(L, x, 2);
     if (!r) return lav_push(L, NULL);
     int rc;

@@ -52,6 +52,7 @@ av_storage *av_storage_new(size_t nbytes, av_device device) {
     s->device = device;
     s->backend = be;
     s->external = false;
+    s->version = 0;
     return s;
 }
 

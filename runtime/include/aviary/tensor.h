@@ -47,6 +47,7 @@ typedef struct av_storage {
     av_device device;
     const struct av_backend *backend; /* who frees it */
     bool external;                     /* data not owned (free not called) */
+    uint32_t version;                  /* bumped by in-place writes (autograd checks it) */
 } av_storage;
 
 struct av_autograd_meta; /* step 2: grad_fn, grad, requires_grad, hooks */

@@ -1,8 +1,10 @@
 /* Elementwise binary ops with NumPy broadcasting, and where(). */
 #include <math.h>
+#include <stdio.h>
 #include <string.h>
 #include "aviary/ops.h"
 #include "iter.h"
+#include "../../autograd/grad.h"
 
 /* one strip kernel per (op, dtype); the three unit/zero-stride cases are
  * spelled out so the compiler vectorises the common layouts */
@@ -159,7 +161,8 @@ static av_tensor *binary_impl(av_binop op, const av_tensor *a, const av_tensor *
 }
 
 av_tensor *av_binary(av_binop op, const av_tensor *a, const av_tensor *b) {
-    return binary_impl(op, a, b, av_promote(a->dtype, b->dtype));
+    av_tensor *out = binary_impl(op, a, b, av_promote(a->dtype, b->dtype));
+    return out ? av_ag_finish(out, av_ag_binary(op, out, a, b)) : NULL;
 }
 
 /* a Python-number operand keeps an integer tensor integral only when it is integral itself */
@@ -172,7 +175,8 @@ av_tensor *av_binary_scalar(av_binop op, const av_tensor *a, double s, bool reve
     av_stack_scalar buf;
     av_dtype dt = scalar_dtype(a, s);
     av_tensor *st = av_stack_scalar_init(&buf, s, dt);
-    return reverse ? binary_impl(op, st, a, dt) : binary_impl(op, a, st, dt);
+    av_tensor *out = reverse ? binary_impl(op, st, a, dt) : binary_impl(op, a, st, dt);
+    return out ? av_ag_finish(out, av_ag_binary_scalar(op, out, a, s, reverse)) : NULL;
 }
 
 static int binary_inplace(av_binop op, av_tensor *a, const av_tensor *b, av_dtype dt) {
@@ -193,6 +197,9 @@ static int binary_inplace(av_binop op, av_tensor *a, const av_tensor *b, av_dtyp
                        av_shape_str(b, b1, sizeof b1), av_shape_str(a, b2, sizeof b2));
     if (av_has_internal_overlap(a))
         return av_fail("%s_: the in-place tensor is expanded (several elements share memory); clone it first", fn);
+    char name[32];
+    snprintf(name, sizeof name, "%s_", fn);
+    if (av_check_inplace(a, name)) return -1;
     av_tensor *cb = as_dtype(b, dt);
     if (!cb) return -1;
     av_iter it;
@@ -200,6 +207,7 @@ static int binary_inplace(av_binop op, av_tensor *a, const av_tensor *b, av_dtyp
     av_iter_init(&it, a->ndim, a->shape, 3, ops);
     av_iter_run(&it, bin_kernels[op][dt], NULL);
     av_release(cb);
+    av_bump_version(a);
     return 0;
 }
 
@@ -252,5 +260,5 @@ av_tensor *av_where(const av_tensor *cond, const av_tensor *a, const av_tensor *
     av_release(c);
     av_release(ca);
     av_release(cb);
-    return out;
+    return out ? av_ag_finish(out, av_ag_where(out, cond, a, b)) : NULL;
 }

@@ -3,6 +3,7 @@
 #include "aviary/ops.h"
 #include "aviary/backend.h"
 #include "iter.h"
+#include "../../autograd/grad.h"
 
 #define DEF_COPY(name, S, D)                                                      \
     static void name(char **p, const int64_t *s, int64_t n, void *ctx) {          \
@@ -46,6 +47,8 @@ int av_copy_(av_tensor *dst, const av_tensor *src) {
                        av_shape_str(src, b1, sizeof b1), av_shape_str(dst, b2, sizeof b2));
     if (av_has_internal_overlap(dst))
         return av_fail("copy_: the destination is expanded (several elements share memory); clone it first");
+    if (av_check_inplace(dst, "copy_")) return -1;
+    av_bump_version(dst);
     av_iter it;
     const av_tensor *ops[2] = {dst, src};
     av_iter_init(&it, dst->ndim, dst->shape, 2, ops);
@@ -62,6 +65,8 @@ int av_fill_(av_tensor *t, double value) {
     av_stack_scalar s;
     av_tensor *v = av_stack_scalar_init(&s, value, t->dtype);
     if (av_is_contiguous(t) && value == 0) {
+        if (av_check_inplace(t, "fill_")) return -1;
+        av_bump_version(t);
         memset(av_data(t), 0, (size_t)av_numel(t) * av_dtype_size(t->dtype));
         return 0;
     }
@@ -71,7 +76,7 @@ int av_fill_(av_tensor *t, double value) {
 av_tensor *av_clone(const av_tensor *t) {
     av_tensor *c = av_empty(t->ndim, t->shape, t->dtype);
     if (c && av_copy_(c, t)) { av_release(c); return NULL; }
-    return c;
+    return c ? av_ag_finish(c, av_ag_clone(c, t)) : NULL;
 }
 
 av_tensor *av_to_dtype(const av_tensor *t, av_dtype dt) {
@@ -79,5 +84,5 @@ av_tensor *av_to_dtype(const av_tensor *t, av_dtype dt) {
     if (t->dtype == dt) return av_retain((av_tensor *)t);
     av_tensor *c = av_empty(t->ndim, t->shape, dt);
     if (c && av_copy_(c, t)) { av_release(c); return NULL; }
-    return c;
+    return c ? av_ag_finish(c, av_ag_to_dtype(c, t)) : NULL;
 }

@@ -1,7 +1,9 @@
 /* Elementwise unary ops and clamp. */
 #include <math.h>
+#include <stdio.h>
 #include "aviary/ops.h"
 #include "iter.h"
+#include "../../autograd/grad.h"
 
 #define DEF_UN(name, T, O, EXPR)                                                  \
     static void name(char **p, const int64_t *s, int64_t n, void *ctx) {          \
@@ -101,7 +103,7 @@ av_tensor *av_unary(av_unop op, const av_tensor *a) {
         av_iter_run(&it, un_kernels[op][dt], NULL);
     }
     av_release(ca);
-    return out;
+    return out ? av_ag_finish(out, av_ag_unary(op, out, a)) : NULL;
 }
 
 int av_unary_(av_unop op, av_tensor *a) {
@@ -113,10 +115,14 @@ int av_unary_(av_unop op, av_tensor *a) {
                        av_dtype_name(bool_result(op) ? AV_U8 : dt), av_dtype_name(a->dtype));
     if (av_has_internal_overlap(a))
         return av_fail("%s_: the in-place tensor is expanded (several elements share memory); clone it first", fn);
+    char name[32];
+    snprintf(name, sizeof name, "%s_", fn);
+    if (av_check_inplace(a, name)) return -1;
     av_iter it;
     const av_tensor *ops[2] = {a, a};
     av_iter_init(&it, a->ndim, a->shape, 2, ops);
     av_iter_run(&it, un_kernels[op][dt], NULL);
+    av_bump_version(a);
     return 0;
 }
 
@@ -158,12 +164,14 @@ av_tensor *av_clamp(const av_tensor *a, double lo, double hi) {
     const av_tensor *ops[2] = {out, a};
     av_iter_init(&it, a->ndim, a->shape, 2, ops);
     av_iter_run(&it, clamp_kernels[a->dtype], &c);
-    return out;
+    return av_ag_finish(out, av_ag_clamp(out, a, lo, hi));
 }
 
 int av_clamp_(av_tensor *a, double lo, double hi) {
     if (clamp_check(a, lo, hi)) return -1;
     if (av_has_internal_overlap(a)) return av_fail("clamp_: the in-place tensor is expanded; clone it first");
+    if (av_check_inplace(a, "clamp_")) return -1;
+    av_bump_version(a);
     clamp_ctx c = {lo, hi};
     av_iter it;
     const av_tensor *ops[2] = {a, a};

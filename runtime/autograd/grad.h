@@ -1,0 +1,33 @@
+/* Recording hooks called by the op implementations, and helpers shared by
+ * the backward functions (runtime/autograd/grad_*.c). */
+#ifndef AVIARY_GRAD_INTERNAL_H
+#define AVIARY_GRAD_INTERNAL_H
+
+#include "aviary/autograd.h"
+#include "aviary/ops.h"
+
+/* each returns 0, or -1 (out is then released by the caller) */
+int av_ag_binary(av_binop op, av_tensor *out, const av_tensor *a, const av_tensor *b);
+int av_ag_binary_scalar(av_binop op, av_tensor *out, const av_tensor *a, double s, bool reverse);
+int av_ag_unary(av_unop op, av_tensor *out, const av_tensor *a);
+int av_ag_clamp(av_tensor *out, const av_tensor *a, double lo, double hi);
+int av_ag_where(av_tensor *out, const av_tensor *cond, const av_tensor *a, const av_tensor *b);
+int av_ag_to_dtype(av_tensor *out, const av_tensor *a);
+int av_ag_clone(av_tensor *out, const av_tensor *a);
+
+/* the shortest way to write "record node with these inputs and save these":
+ * returns out, or NULL after releasing out when recording failed */
+av_tensor *av_ag_finish(av_tensor *out, int rc);
+
+/* small helpers for backward code: all return new refs (NULL on error) */
+av_tensor *ag_mul(const av_tensor *a, const av_tensor *b);
+av_tensor *ag_muls(const av_tensor *a, double s);
+av_tensor *ag_div(const av_tensor *a, const av_tensor *b);
+av_tensor *ag_add(const av_tensor *a, const av_tensor *b);
+av_tensor *ag_sub(const av_tensor *a, const av_tensor *b);
+av_tensor *ag_neg(const av_tensor *a);
+/* g * f(x) where f is given as a new tensor; releases f */
+av_tensor *ag_mul_take(const av_tensor *g, av_tensor *f);
+av_tensor *ag_zeros_like(const av_tensor *t);
+
+#endif
