@@ -14,6 +14,13 @@ int av_ag_clamp(av_tensor *out, const av_tensor *a, double lo, double hi);
 int av_ag_where(av_tensor *out, const av_tensor *cond, const av_tensor *a, const av_tensor *b);
 int av_ag_to_dtype(av_tensor *out, const av_tensor *a);
 int av_ag_clone(av_tensor *out, const av_tensor *a);
+int av_ag_view(av_tensor *out, const av_tensor *in);
+int av_ag_permute(av_tensor *out, const av_tensor *in, const int *dims);
+int av_ag_narrow(av_tensor *out, const av_tensor *in, int dim, int64_t start, int64_t length);
+int av_ag_select(av_tensor *out, const av_tensor *in, int dim, int64_t index);
+int av_ag_expand(av_tensor *out, const av_tensor *in);
+int av_ag_mm(av_tensor *out, const av_tensor *a, const av_tensor *b, bool batched);
+int av_ag_addmm(av_tensor *out, const av_tensor *c, const av_tensor *a, const av_tensor *b, double beta, double alpha);
 
 /* the shortest way to write "record node with these inputs and save these":
  * returns out, or NULL after releasing out when recording failed */

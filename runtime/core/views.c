@@ -4,6 +4,7 @@
 #include "aviary/tensor.h"
 #include "aviary/backend.h"
 #include "aviary/ops.h"
+#include "../autograd/grad.h"
 
 static av_tensor *share(const av_tensor *t, int ndim, const int64_t *shape, const int64_t *stride, int64_t offset) {
     av_tensor *v = av_tensor_new(t->storage, t->dtype, ndim, shape, offset);
@@ -98,13 +99,17 @@ av_tensor *av_view(const av_tensor *t, int ndim, const int64_t *shape) {
                 av_shape_str(t, b, sizeof b));
         return NULL;
     }
-    return share(t, ndim, s, st, t->offset);
+    av_tensor *v = share(t, ndim, s, st, t->offset);
+    return v ? av_ag_finish(v, av_ag_view(v, t)) : NULL;
 }
 
 av_tensor *av_reshape(const av_tensor *t, int ndim, const int64_t *shape) {
     int64_t s[AV_MAX_DIMS], st[AV_MAX_DIMS];
     if (infer_shape("reshape", t, ndim, shape, s)) return NULL;
-    if (view_strides(t, ndim, s, st)) return share(t, ndim, s, st, t->offset);
+    if (view_strides(t, ndim, s, st)) {
+        av_tensor *v = share(t, ndim, s, st, t->offset);
+        return v ? av_ag_finish(v, av_ag_view(v, t)) : NULL;
+    }
     av_tensor *c = av_contiguous(t);
     if (!c) return NULL;
     av_tensor *v = av_view(c, ndim, s);
@@ -126,7 +131,8 @@ av_tensor *av_permute(const av_tensor *t, const int *dims) {
         s[i] = t->shape[d];
         st[i] = t->stride[d];
     }
-    return share(t, t->ndim, s, st, t->offset);
+    av_tensor *v = share(t, t->ndim, s, st, t->offset);
+    return v ? av_ag_finish(v, av_ag_permute(v, t, dims)) : NULL;
 }
 
 av_tensor *av_transpose(const av_tensor *t, int d0, int d1) {
@@ -151,7 +157,8 @@ av_tensor *av_narrow(const av_tensor *t, int dim, int64_t start, int64_t length)
     int64_t s[AV_MAX_DIMS];
     memcpy(s, t->shape, sizeof s);
     s[dim] = length;
-    return share(t, t->ndim, s, t->stride, t->offset + start * t->stride[dim]);
+    av_tensor *v = share(t, t->ndim, s, t->stride, t->offset + start * t->stride[dim]);
+    return v ? av_ag_finish(v, av_ag_narrow(v, t, dim, start, length)) : NULL;
 }
 
 av_tensor *av_select(const av_tensor *t, int dim, int64_t index) {
@@ -166,7 +173,8 @@ av_tensor *av_select(const av_tensor *t, int dim, int64_t index) {
     int n = 0;
     for (int i = 0; i < t->ndim; i++)
         if (i != dim) { s[n] = t->shape[i]; st[n++] = t->stride[i]; }
-    return share(t, n, s, st, t->offset + index * t->stride[dim]);
+    av_tensor *v = share(t, n, s, st, t->offset + index * t->stride[dim]);
+    return v ? av_ag_finish(v, av_ag_select(v, t, dim, index)) : NULL;
 }
 
 av_tensor *av_expand(const av_tensor *t, int ndim, const int64_t *shape) {
@@ -197,7 +205,8 @@ av_tensor *av_expand(const av_tensor *t, int ndim, const int64_t *shape) {
             return NULL;
         }
     }
-    return share(t, ndim, s, st, t->offset);
+    av_tensor *v = share(t, ndim, s, st, t->offset);
+    return v ? av_ag_finish(v, av_ag_expand(v, t)) : NULL;
 }
 
 av_tensor *av_squeeze(const av_tensor *t, int dim) {
@@ -211,7 +220,8 @@ av_tensor *av_squeeze(const av_tensor *t, int dim) {
         bool drop = t->shape[i] == 1 && (dim == AV_ALL_DIMS || dim == i);
         if (!drop) { s[n] = t->shape[i]; st[n++] = t->stride[i]; }
     }
-    return share(t, n, s, st, t->offset);
+    av_tensor *v = share(t, n, s, st, t->offset);
+    return v ? av_ag_finish(v, av_ag_view(v, t)) : NULL;
 }
 
 av_tensor *av_unsqueeze(const av_tensor *t, int dim) {
@@ -224,7 +234,8 @@ av_tensor *av_unsqueeze(const av_tensor *t, int dim) {
             st[i] = j < t->ndim ? t->stride[j] * t->shape[j] : 1;
         } else { s[i] = t->shape[j]; st[i] = t->stride[j]; j++; }
     }
-    return share(t, t->ndim + 1, s, st, t->offset);
+    av_tensor *v = share(t, t->ndim + 1, s, st, t->offset);
+    return v ? av_ag_finish(v, av_ag_view(v, t)) : NULL;
 }
 
 av_tensor *av_flatten(const av_tensor *t, int start, int end) {

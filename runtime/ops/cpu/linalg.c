@@ -3,6 +3,7 @@
 #include <cblas.h>
 #include "aviary/ops.h"
 #include "iter.h"
+#include "../../autograd/grad.h"
 
 int av_gemm(av_dtype dt, bool ta, bool tb, int64_t m, int64_t n, int64_t k, double alpha, const void *a, int64_t lda,
             const void *b, int64_t ldb, double beta, void *c, int64_t ldc) {
@@ -99,7 +100,7 @@ av_tensor *av_mm(const av_tensor *a, const av_tensor *b) {
     int64_t s[2] = {a->shape[0], b->shape[1]};
     av_tensor *c = av_empty(2, s, a->dtype);
     if (c && mm_into(c, a, b, 1, 0)) { av_release(c); return NULL; }
-    return c;
+    return c ? av_ag_finish(c, av_ag_mm(c, a, b, false)) : NULL;
 }
 
 av_tensor *av_addmm(const av_tensor *c0, const av_tensor *a, const av_tensor *b, double beta, double alpha) {
@@ -118,7 +119,7 @@ av_tensor *av_addmm(const av_tensor *c0, const av_tensor *a, const av_tensor *b,
         av_release(c);
         return NULL;
     }
-    return c;
+    return av_ag_finish(c, av_ag_addmm(c, c0, a, b, beta, alpha));
 }
 
 av_tensor *av_bmm(const av_tensor *a, const av_tensor *b) {
@@ -132,15 +133,18 @@ av_tensor *av_bmm(const av_tensor *a, const av_tensor *b) {
     int64_t s[3] = {a->shape[0], a->shape[1], b->shape[2]};
     av_tensor *c = av_empty(3, s, a->dtype);
     if (!c) return NULL;
+    bool grad_was = av_grad_enabled();
+    av_set_grad_enabled(false); /* per-slice views must not record; bmm records once below */
     for (int64_t i = 0; i < s[0]; i++) {
         av_tensor *ai = av_select(a, 0, i), *bi = av_select(b, 0, i), *ci = av_select(c, 0, i);
         int rc = (ai && bi && ci) ? mm_into(ci, ai, bi, 1, 0) : -1;
         av_release(ai);
         av_release(bi);
         av_release(ci);
-        if (rc) { av_release(c); return NULL; }
+        if (rc) { av_set_grad_enabled(grad_was); av_release(c); return NULL; }
     }
-    return c;
+    av_set_grad_enabled(grad_was);
+    return av_ag_finish(c, av_ag_mm(c, a, b, true));
 }
 
 av_tensor *av_dot(const av_tensor *a, const av_tensor *b) {
