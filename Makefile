@@ -19,7 +19,7 @@ endif
 CUDA_HOME ?= $(patsubst %/bin/nvcc,%,$(NVCC))
 
 WARN := -Wall -Wextra -Wno-unused-parameter -Wshadow -Wstrict-prototypes
-CFLAGS := -std=c11 -D_GNU_SOURCE -fPIC -fopenmp $(OPT) -g $(WARN) $(SAN) -Iruntime/include $(BLAS_INC)
+CFLAGS := -std=c11 -D_GNU_SOURCE -fPIC -fopenmp -fno-trapping-math $(OPT) -g $(WARN) $(SAN) -Iruntime/include $(BLAS_INC)
 LDFLAGS_COMMON := -fopenmp $(SAN)
 RUNTIME_LIBS := $(BLAS_LIB) -lcjson -lm -lpthread
 
@@ -46,7 +46,7 @@ CTEST := $(BUILD)/tests/ctest
 .PHONY: all deps test-deps test asan bench env install clean demo check-cuda
 all: $(LIB) $(MOD) $(HOST)
 
-$(BUILD)/obj/%.o: %.c $(wildcard runtime/include/aviary/*.h runtime/*/*.h lua/*.h)
+$(BUILD)/obj/%.o: %.c Makefile $(wildcard runtime/include/aviary/*.h runtime/*/*.h runtime/*/*/*.h lua/*.h)
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) $(if $(filter lua/%,$<),$(LUA_INC) -Ilua) -c $< -o $@
 
@@ -61,11 +61,11 @@ $(LIB): $(RUNTIME_OBJ) $(CUDA_OBJ)
 # the module resolves Lua symbols from the host (lua5.4 or bin/aviary)
 $(MOD): $(BIND_OBJ) $(LIB)
 	@mkdir -p $(dir $@)
-	$(CC) -shared $(LDFLAGS_COMMON) -o $@ $(BIND_OBJ) -L$(BUILD) -laviary -Wl,-rpath,'$$ORIGIN/../..' -Wl,-rpath,'$$ORIGIN/../../..'
+	$(CC) -shared $(LDFLAGS_COMMON) -o $@ $(BIND_OBJ) -L$(BUILD) -laviary -Wl,-z,nodelete -Wl,-rpath,'$$ORIGIN/../..' -Wl,-rpath,'$$ORIGIN/../../..'
 
 $(HOST): $(HOST_OBJ) $(LIB)
 	@mkdir -p $(dir $@)
-	$(CC) $(LDFLAGS_COMMON) -rdynamic -o $@ $(HOST_OBJ) -L$(BUILD) -laviary -llua5.4 -lreadline -lm -ldl \
+	$(CC) $(LDFLAGS_COMMON) -rdynamic -o $@ $(HOST_OBJ) -L$(BUILD) -Wl,--no-as-needed -laviary -Wl,--as-needed -llua5.4 -lreadline -lm -ldl \
 	  -Wl,-rpath,'$(abspath $(BUILD))' -Wl,-rpath,'$$ORIGIN/../lib'
 	@echo "built $@ (CUDA=$(CUDA))"
 

@@ -38,29 +38,26 @@ static int m_backward(lua_State *L) {
     return 0;
 }
 
-/* reads a tensor or a list of tensors into a new C array */
+/* reads a tensor or a list of tensors into an array owned by a userdata left
+ * on the stack, so an error raised later frees it with the rest */
 static av_tensor **tensor_list(lua_State *L, int idx, int *n, const char *what) {
-    av_tensor *t = lav_to_tensor(L, idx);
-    if (t) {
-        av_tensor **v = malloc(sizeof *v);
-        v[0] = lav_check_tensor(L, idx);
-        *n = 1;
-        return v;
+    idx = lua_absindex(L, idx);
+    int len = lav_is_tensor(L, idx) ? 1 : -1;
+    if (len < 0) {
+        if (!lua_istable(L, idx)) lav_error(L, "expected a tensor or a list of tensors for %s, got %s", what, luaL_typename(L, idx));
+        len = (int)luaL_len(L, idx);
     }
-    if (!lua_istable(L, idx)) lav_error(L, "expected a tensor or a list of tensors for %s, got %s", what, luaL_typename(L, idx));
-    int len = (int)luaL_len(L, idx);
-    av_tensor **v = lua_newuserdatauv(L, sizeof *v * (len ? len : 1), 0); /* freed by the GC on error */
-    for (int i = 0; i < len; i++) {
-        lua_geti(L, idx, i + 1);
-        v[i] = lav_to_tensor(L, -1);
-        if (!v[i]) lav_error(L, "%s[%d] is %s, expected a tensor", what, i + 1, luaL_typename(L, -1));
-        lua_pop(L, 1);
-    }
-    lua_pop(L, 1);
-    av_tensor **copy = malloc(sizeof *copy * (len ? len : 1));
-    memcpy(copy, v, sizeof *v * len);
+    av_tensor **v = lua_newuserdatauv(L, sizeof *v * (len ? len : 1), 0);
+    if (lav_is_tensor(L, idx)) v[0] = lav_check_tensor(L, idx);
+    else
+        for (int i = 0; i < len; i++) {
+            lua_geti(L, idx, i + 1);
+            v[i] = lav_to_tensor(L, -1);
+            if (!v[i]) lav_error(L, "%s[%d] is %s, expected a tensor", what, i + 1, luaL_typename(L, -1));
+            lua_pop(L, 1);
+        }
     *n = len;
-    return copy;
+    return v;
 }
 
 /* av.grad(outputs, inputs, {grad_outputs=, retain_graph=false, allow_unused=false}) -> {grads} */
@@ -68,35 +65,26 @@ static int f_grad(lua_State *L) {
     int n_out, n_in, n_g = 0;
     int o = lav_opts(L, 3);
     av_tensor **outs = tensor_list(L, 1, &n_out, "outputs");
-    av_tensor **ins = NULL, **gouts = NULL, **res = NULL;
-    /* collect the rest before anything can raise, so the arrays are freed on every path */
-    lua_pushlightuserdata(L, outs);
-    lua_pop(L, 1);
-    ins = tensor_list(L, 2, &n_in, "inputs");
+    av_tensor **ins = tensor_list(L, 2, &n_in, "inputs");
+    av_tensor **gouts = NULL;
     if (o) {
         lua_getfield(L, o, "grad_outputs");
         if (!lua_isnil(L, -1)) gouts = tensor_list(L, lua_gettop(L), &n_g, "grad_outputs");
-        lua_pop(L, 1);
     }
     bool retain = lav_opt_bool(L, o, "retain_graph", false), unused = lav_opt_bool(L, o, "allow_unused", false);
-    if (gouts && n_g != n_out) {
-        free(outs); free(ins); free(gouts);
-        return lav_error(L, "got %d grad_outputs for %d outputs", n_g, n_out);
-    }
-    res = calloc(n_in ? n_in : 1, sizeof *res);
+    if (gouts && n_g != n_out) return lav_error(L, "got %d grad_outputs for %d outputs", n_g, n_out);
+    av_tensor **res = lua_newuserdatauv(L, sizeof *res * (n_in ? n_in : 1), 0);
     lua_State *prev = running_L;
     running_L = L;
     int rc = av_autograd_grad(n_out, outs, gouts, n_in, ins, retain, unused, res);
     running_L = prev;
-    free(outs); free(ins); free(gouts);
-    if (rc) { free(res); lav_check_rc(L, rc); }
+    lav_check_rc(L, rc);
     lua_createtable(L, n_in, 0);
     for (int i = 0; i < n_in; i++) {
-        if (res[i]) { lav_push(L, res[i]); res[i] = NULL; }
+        if (res[i]) lav_push(L, res[i]);
         else lua_pushboolean(L, 0); /* unused input: false keeps the list dense */
         lua_rawseti(L, -2, i + 1);
     }
-    free(res);
     return 1;
 }
 

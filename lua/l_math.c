@@ -147,6 +147,9 @@ static av_tensor *operand(lua_State *L, int idx, const av_tensor *other) {
 }
 static int f_where(lua_State *L) {
     av_tensor *c = lav_check_tensor(L, 1);
+    for (int i = 2; i <= 3; i++) /* check both before allocating either */
+        if (!lav_is_tensor(L, i) && lua_type(L, i) != LUA_TNUMBER)
+            lav_error(L, "expected a tensor or a number as argument %d, got %s", i, luaL_typename(L, i));
     av_tensor *ta = lav_to_tensor(L, 2), *tb = lav_to_tensor(L, 3);
     av_tensor *a = operand(L, 2, tb), *b = NULL;
     if (!a) return lav_push(L, NULL);

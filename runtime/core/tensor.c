@@ -1,4 +1,5 @@
 /* Storages, tensor headers, creation and element access. */
+#include <pthread.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -11,16 +12,82 @@
 /* ---- CPU backend --------------------------------------------------------- */
 static atomic_size_t live_bytes;
 
+/* Large blocks are kept for reuse: a fresh 64 MB block costs ~16K page faults
+ * (tens of ms) on first touch, and training allocates the same sizes every
+ * step. Exact-size matches only; bounded; off under AddressSanitizer so that
+ * use-after-free is still caught. */
+#define CACHE_MIN ((size_t)1 << 20)
+#define CACHE_SLOTS 64
+static struct { void *p; size_t n; } cache[CACHE_SLOTS];
+static size_t cache_bytes, cache_limit = (size_t)-1;
+static pthread_mutex_t cache_lock = PTHREAD_MUTEX_INITIALIZER;
+#if defined(__SANITIZE_ADDRESS__)
+#define CACHE_ENABLED 0
+#else
+#define CACHE_ENABLED 1
+#endif
+
+static size_t cache_cap(void) {
+    if (cache_limit == (size_t)-1) {
+        const char *e = getenv("AVIARY_CPU_CACHE_MB");
+        cache_limit = (e ? (size_t)atol(e) : 512) << 20;
+    }
+    return cache_limit;
+}
+
+static void *cache_take(size_t n) {
+    void *p = NULL;
+    pthread_mutex_lock(&cache_lock);
+    for (int i = 0; i < CACHE_SLOTS; i++)
+        if (cache[i].p && cache[i].n == n) {
+            p = cache[i].p;
+            cache[i].p = NULL;
+            cache_bytes -= n;
+            break;
+        }
+    pthread_mutex_unlock(&cache_lock);
+    return p;
+}
+
+static bool cache_put(void *p, size_t n) {
+    bool kept = false;
+    pthread_mutex_lock(&cache_lock);
+    if (cache_bytes + n <= cache_cap())
+        for (int i = 0; i < CACHE_SLOTS; i++)
+            if (!cache[i].p) {
+                cache[i].p = p;
+                cache[i].n = n;
+                cache_bytes += n;
+                kept = true;
+                break;
+            }
+    pthread_mutex_unlock(&cache_lock);
+    return kept;
+}
+
+void av_cpu_cache_clear(void) {
+    pthread_mutex_lock(&cache_lock);
+    for (int i = 0; i < CACHE_SLOTS; i++) {
+        free(cache[i].p);
+        cache[i].p = NULL;
+    }
+    cache_bytes = 0;
+    pthread_mutex_unlock(&cache_lock);
+}
+
 static void *cpu_alloc(size_t nbytes) {
     /* 64-byte alignment: full AVX-512 vectors and no false sharing between threads */
     size_t n = (nbytes + 63) & ~(size_t)63;
-    void *p = aligned_alloc(64, n ? n : 64);
+    void *p = (CACHE_ENABLED && n >= CACHE_MIN) ? cache_take(n) : NULL;
+    if (!p) p = aligned_alloc(64, n ? n : 64);
     if (p) atomic_fetch_add(&live_bytes, nbytes);
     return p;
 }
 static void cpu_free(void *p, size_t nbytes) {
     if (!p) return;
     atomic_fetch_sub(&live_bytes, nbytes);
+    size_t n = (nbytes + 63) & ~(size_t)63;
+    if (CACHE_ENABLED && n >= CACHE_MIN && cache_put(p, n)) return;
     free(p);
 }
 static int cpu_copy(void *dst, const void *src, size_t nbytes, int kind) {
@@ -65,10 +132,11 @@ void av_storage_release(av_storage *s) {
 
 /* ---- tensor headers -------------------------------------------------------- */
 void av_contiguous_strides(int ndim, const int64_t *shape, int64_t *stride) {
-    int64_t s = 1;
+    /* unsigned: views may describe more elements than fit in memory (expand) */
+    uint64_t s = 1;
     for (int i = ndim - 1; i >= 0; i--) {
-        stride[i] = s;
-        s *= shape[i] > 0 ? shape[i] : 1;
+        stride[i] = (int64_t)s;
+        s *= shape[i] > 0 ? (uint64_t)shape[i] : 1;
     }
 }
 

@@ -87,6 +87,8 @@ void av_storage_release(av_storage *s);
 
 /* total bytes of live CPU storages (for the Lua GC heuristic) */
 size_t av_live_bytes(void);
+/* returns the blocks kept for reuse by the CPU allocator to the system */
+void av_cpu_cache_clear(void);
 
 /* ---- shape helpers --------------------------------------------------- */
 int64_t av_numel(const av_tensor *t);
