@@ -192,12 +192,10 @@ av_tensor *lav_check_index(lua_State *L, int idx) {
     if (t) {
         if (t->dtype != AV_I64 && t->dtype != AV_I32 && t->dtype != AV_U8)
             lav_error(L, "index tensor (argument %d) must be an integer tensor, got %s", idx, av_dtype_name(t->dtype));
-        r = av_binary_scalar(AV_OP_SUB, t, 1, false);
-        if (r && r->dtype != AV_I64) {
-            av_tensor *c = av_to_dtype(r, AV_I64);
-            av_release(r);
-            r = c;
-        }
+        /* widen first: a uint8 index of 0 must become -1, not wrap to 255 */
+        av_tensor *w = av_to_dtype(t, AV_I64);
+        r = w ? av_binary_scalar(AV_OP_SUB, w, 1, false) : NULL;
+        av_release(w);
         if (!r) raise_runtime(L);
         return r;
     }

@@ -7,6 +7,7 @@
 #include <math.h>
 #include <string.h>
 #include "binding.h"
+#include "aviary/autograd.h"
 
 typedef struct {
     int dims[AV_MAX_DIMS];
@@ -95,13 +96,11 @@ static void no_more_args(lua_State *L, int i) {
                       luaL_typename(L, i));
 }
 
-/* in place: 0-based indices -> 1-based */
+/* 0-based indices -> a new 1-based tensor (the 0-based one may be saved for backward) */
 static int push_indices(lua_State *L, av_tensor *idx) {
-    if (idx && av_binary_scalar_(AV_OP_ADD, idx, 1)) {
-        av_release(idx);
-        idx = NULL;
-    }
-    return lav_push(L, idx);
+    av_tensor *one = idx ? av_binary_scalar(AV_OP_ADD, idx, 1, false) : NULL;
+    av_release(idx);
+    return lav_push(L, one);
 }
 
 static int reduce_op(lua_State *L, av_redop op) {
@@ -223,16 +222,17 @@ static av_tensor *logsumexp(const av_tensor *x, red_args *a) {
     av_release(m);
     m = mf;
     if (m) {
-        av_tensor *e = av_binary(AV_OP_SUB, f, m);
-        if (e && !av_unary_(AV_OP_EXP, e)) r = av_reduce(AV_RED_SUM, e, a->ndims, a->dims, true);
-        if (r && (av_unary_(AV_OP_LOG, r) || av_binary_(AV_OP_ADD, r, m))) {
-            av_release(r);
-            r = NULL;
-        }
-        av_release(e);
+        /* out of place throughout, so the composite is differentiable; the
+         * shift m is a constant for the gradient (its terms cancel) */
+        av_tensor *md = av_detach(m);
+        av_tensor *d = md ? av_binary(AV_OP_SUB, f, md) : NULL, *e = d ? av_unary(AV_OP_EXP, d) : NULL;
+        av_tensor *s = e ? av_reduce(AV_RED_SUM, e, a->ndims, a->dims, true) : NULL;
+        av_tensor *l = s ? av_unary(AV_OP_LOG, s) : NULL;
+        r = l ? av_binary(AV_OP_ADD, l, md) : NULL;
+        av_release(md); av_release(d); av_release(e); av_release(s); av_release(l);
     }
     if (r && !a->keepdim) {
-        /* the keepdim result viewed without the reduced dims */
+        /* the keepdim result viewed without the reduced dims (a sum over size-1 dims) */
         av_tensor *s = av_reduce(AV_RED_SUM, r, a->ndims, a->dims, false);
         av_release(r);
         r = s;

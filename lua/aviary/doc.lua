@@ -167,4 +167,16 @@ both("mv", "av.mv(a, v) -> matrix-vector product")
 both("dot", "av.dot(a, b) -> 0-d inner product of two 1-d tensors")
 both("addmm", "av.addmm(c, a, b, {beta=1, alpha=1}) -> beta*c + alpha*(a @ b)")
 
+-- autograd
+fn("grad", "av.grad(outputs, inputs, {grad_outputs=, retain_graph=false, allow_unused=false}) -> list of gradients of the outputs w.r.t. the inputs; .grad untouched")
+fn("no_grad", "av.no_grad(fn, ...) -> fn's results, computed without recording; or `local _ <close> = av.no_grad()`")
+fn("enable_grad", "av.enable_grad(fn, ...) -> fn's results with recording on; or `local _ <close> = av.enable_grad()`")
+fn("set_grad_enabled", "av.set_grad_enabled(bool) -- turns graph recording on or off for this thread")
+fn("is_grad_enabled", "av.is_grad_enabled() -> whether ops record the graph")
+both("detach", "x:detach() -> the same data without history (never requires grad)")
+m("requires_grad_", "x:requires_grad_(on=true) -> x; marks a floating point leaf as needing .grad (read x.requires_grad)")
+m("backward", "y:backward([grad], {retain_graph=false}) -- accumulates dy/dleaf into each leaf's .grad (grad needed unless y has one element)")
+m("retain_grad", "y:retain_grad() -- keep .grad on this non-leaf tensor during backward")
+m("register_hook", "x:register_hook(function(grad) ... end) -> handle; the hook sees x's gradient and may return a replacement; handle:remove()")
+
 return d

@@ -28,6 +28,31 @@ av.typename = function(x)
   return type(x)
 end
 
+-- grad mode: av.no_grad(fn, ...) runs fn without recording the graph and
+-- returns its results; av.no_grad() with no function switches recording off
+-- and returns a guard for `local _ <close> = av.no_grad()`, which restores the
+-- previous mode at the end of the block. av.enable_grad is the converse.
+local function grad_mode(on)
+  return function(fn, ...)
+    local prev = core.is_grad_enabled()
+    core.set_grad_enabled(on)
+    if fn == nil then
+      return setmetatable({}, {__close = function() core.set_grad_enabled(prev) end,
+                               __name = on and "aviary.enable_grad" or "aviary.no_grad"})
+    end
+    if type(fn) ~= "function" then
+      core.set_grad_enabled(prev)
+      error(("aviary.%s: expected a function or nothing, got %s"):format(on and "enable_grad" or "no_grad", type(fn)), 2)
+    end
+    local res = table.pack(pcall(fn, ...))
+    core.set_grad_enabled(prev)
+    if not res[1] then error(res[2], 0) end
+    return table.unpack(res, 2, res.n)
+  end
+end
+av.no_grad = grad_mode(false)
+av.enable_grad = grad_mode(true)
+
 -- devices: the CUDA backend reports what the build and the machine have
 av.cuda = {
   is_available = function() return core._cuda_device_count() > 0 end,

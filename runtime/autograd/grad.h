@@ -37,4 +37,27 @@ av_tensor *ag_neg(const av_tensor *a);
 av_tensor *ag_mul_take(const av_tensor *g, av_tensor *f);
 av_tensor *ag_zeros_like(const av_tensor *t);
 
+
+/* the CPU reductions without graph recording; the public av_reduce & co in
+ * grad_reduce.c call these and record one node */
+av_tensor *av_reduce_raw(av_redop op, const av_tensor *t, int ndims, const int *dims, bool keepdim);
+int av_max_dim_raw(const av_tensor *t, int dim, bool keepdim, bool is_min, av_tensor **values, av_tensor **indices);
+av_tensor *av_var_raw(const av_tensor *t, int ndims, const int *dims, int64_t correction, bool keepdim);
+av_tensor *av_std_raw(const av_tensor *t, int ndims, const int *dims, int64_t correction, bool keepdim);
+av_tensor *av_norm_raw(const av_tensor *t, double p, int ndims, const int *dims, bool keepdim);
+av_tensor *av_cumsum_raw(const av_tensor *t, int dim);
+av_tensor *av_cumprod_raw(const av_tensor *t, int dim);
+int av_sort_raw(const av_tensor *t, int dim, bool descending, av_tensor **values, av_tensor **indices);
+int av_topk_raw(const av_tensor *t, int64_t k, int dim, bool largest, bool sorted, av_tensor **values,
+                av_tensor **indices);
+
+/* joining and indexing without recording (runtime/ops/cpu/index.c) */
+av_tensor *av_cat_raw(int n, av_tensor *const *ts, int dim);
+av_tensor *av_stack_raw(int n, av_tensor *const *ts, int dim);
+av_tensor *av_index_select_raw(const av_tensor *t, int dim, const av_tensor *index);
+av_tensor *av_gather_raw(const av_tensor *t, int dim, const av_tensor *index);
+av_tensor *av_scatter_raw(const av_tensor *t, int dim, const av_tensor *index, const av_tensor *src, const char *reduce);
+av_tensor *av_masked_fill_raw(const av_tensor *t, const av_tensor *mask, double value);
+av_tensor *av_masked_select_raw(const av_tensor *t, const av_tensor *mask);
+
 #endif

@@ -231,11 +231,7 @@ static int scalar_backward(av_node *n, av_tensor *const *gout, av_tensor **gin) 
         av_release(a2);
         if (!den) break;
         if (!rev) r = ag_mul_take(g, av_binary_scalar(AV_OP_DIV, den, s, true));
-        else {
-            av_tensor *q = ag_div(a, den);
-            r = q ? ag_mul_take(g, ag_muls(q, -s)) : NULL;
-            av_release(q);
-        }
+        else r = ag_mul_take(g, av_binary_scalar(AV_OP_DIV, den, -s, true));
         av_release(den);
         break;
     }

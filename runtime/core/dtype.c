@@ -49,5 +49,6 @@ static int rank(av_dtype d) {
 }
 av_dtype av_promote(av_dtype a, av_dtype b) {
     if (a == b) return a;
+    if ((a == AV_F16 && b == AV_BF16) || (a == AV_BF16 && b == AV_F16)) return AV_F32;
     return rank(a) >= rank(b) ? a : b;
 }

@@ -42,7 +42,10 @@ static int infer_shape(const char *fn, const av_tensor *t, int ndim, const int64
             infer = i;
         } else if (in[i] < 0) {
             return av_fail("%s: invalid size %lld", fn, (long long)in[i]);
-        } else known *= in[i];
+        } else {
+            if (in[i] && known > INT64_MAX / in[i]) return av_fail("%s: size is too large", fn);
+            known *= in[i];
+        }
     }
     char b1[96], b2[96];
     if (infer >= 0) {

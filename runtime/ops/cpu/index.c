@@ -230,11 +230,11 @@ static av_tensor *cat_impl(const char *fn, int n, const av_tensor *const *ts, in
     return out;
 }
 
-av_tensor *av_cat(int n, av_tensor *const *ts, int dim) {
+av_tensor *av_cat_raw(int n, av_tensor *const *ts, int dim) {
     return cat_impl("cat", n, (const av_tensor *const *)ts, dim);
 }
 
-av_tensor *av_stack(int n, av_tensor *const *ts, int dim) {
+av_tensor *av_stack_raw(int n, av_tensor *const *ts, int dim) {
     const char *fn = "stack";
     if (n <= 0 || !ts) { av_fail("%s: expected a non-empty list of tensors", fn); return NULL; }
     for (int i = 0; i < n; i++)
@@ -316,7 +316,7 @@ static void run_take(av_tensor *out, const av_tensor *index, const av_tensor *sr
     av_iter_run(&it, take_kernels[index->dtype == AV_I32][size_slot(av_dtype_size(src->dtype))], &c);
 }
 
-av_tensor *av_index_select(const av_tensor *t, int dim, const av_tensor *index) {
+av_tensor *av_index_select_raw(const av_tensor *t, int dim, const av_tensor *index) {
     const char *fn = "index_select";
     char b1[96];
     if (check_index_dtype(fn, index)) return NULL;
@@ -375,7 +375,7 @@ static int check_fits(const char *fn, const av_tensor *index, const av_tensor *o
     return 0;
 }
 
-av_tensor *av_gather(const av_tensor *t, int dim, const av_tensor *index) {
+av_tensor *av_gather_raw(const av_tensor *t, int dim, const av_tensor *index) {
     const char *fn = "gather";
     if (check_index_dtype(fn, index)) return NULL;
     if ((dim = wrap_dim(fn, dim, t->ndim)) < 0) return NULL;
@@ -491,7 +491,7 @@ int av_scatter_(av_tensor *t, int dim, const av_tensor *index, const av_tensor *
 }
 
 /* the out-of-place forms fill a fresh tensor and record no autograd history */
-av_tensor *av_scatter(const av_tensor *t, int dim, const av_tensor *index, const av_tensor *src, const char *reduce) {
+av_tensor *av_scatter_raw(const av_tensor *t, int dim, const av_tensor *index, const av_tensor *src, const char *reduce) {
     av_tensor *out = av_empty(t->ndim, t->shape, t->dtype);
     if (out) move_elems(out, t);
     if (out && scatter_impl("scatter", out, dim, index, src, reduce)) {
@@ -549,7 +549,7 @@ int av_masked_fill_(av_tensor *t, const av_tensor *mask, double value) {
     return masked_fill_impl("masked_fill_", t, mask, value);
 }
 
-av_tensor *av_masked_fill(const av_tensor *t, const av_tensor *mask, double value) {
+av_tensor *av_masked_fill_raw(const av_tensor *t, const av_tensor *mask, double value) {
     const char *fn = "masked_fill";
     if (check_mask_dtype(fn, mask)) return NULL;
     int nd;
@@ -697,7 +697,7 @@ static av_tensor *make_coords(const compact_job *j, int64_t n) {
     return av_empty(2, shape, AV_I64);
 }
 
-av_tensor *av_masked_select(const av_tensor *t, const av_tensor *mask) {
+av_tensor *av_masked_select_raw(const av_tensor *t, const av_tensor *mask) {
     const char *fn = "masked_select";
     if (check_mask_dtype(fn, mask)) return NULL;
     compact_job j = {0};

@@ -307,7 +307,7 @@ static av_tensor *arg_all(av_redop op, const av_tensor *t, bool keepdim) {
     return idx;
 }
 
-av_tensor *av_reduce(av_redop op, const av_tensor *t, int ndims, const int *dims, bool keepdim) {
+av_tensor *av_reduce_raw(av_redop op, const av_tensor *t, int ndims, const int *dims, bool keepdim) {
     if ((unsigned)op > AV_RED_ANY) {
         av_fail("reduce: unknown reduction %d", (int)op);
         return NULL;
@@ -343,7 +343,7 @@ av_tensor *av_reduce(av_redop op, const av_tensor *t, int ndims, const int *dims
     return sum;
 }
 
-int av_max_dim(const av_tensor *t, int dim, bool keepdim, bool is_min, av_tensor **values, av_tensor **indices) {
+int av_max_dim_raw(const av_tensor *t, int dim, bool keepdim, bool is_min, av_tensor **values, av_tensor **indices) {
     const char *fn = is_min ? "min" : "max";
     *values = *indices = NULL;
     if (av_red_check_dtype(fn, t->dtype)) return -1;
@@ -400,11 +400,11 @@ static av_tensor *var_impl(const char *fn, const av_tensor *t, int ndims, const 
     return ss;
 }
 
-av_tensor *av_var(const av_tensor *t, int ndims, const int *dims, int64_t correction, bool keepdim) {
+av_tensor *av_var_raw(const av_tensor *t, int ndims, const int *dims, int64_t correction, bool keepdim) {
     return var_impl("var", t, ndims, dims, correction, keepdim);
 }
 
-av_tensor *av_std(const av_tensor *t, int ndims, const int *dims, int64_t correction, bool keepdim) {
+av_tensor *av_std_raw(const av_tensor *t, int ndims, const int *dims, int64_t correction, bool keepdim) {
     av_tensor *v = var_impl("std", t, ndims, dims, correction, keepdim);
     if (v && av_unary_(AV_OP_SQRT, v)) {
         av_release(v);
@@ -414,7 +414,7 @@ av_tensor *av_std(const av_tensor *t, int ndims, const int *dims, int64_t correc
 }
 
 /* ---- norm --------------------------------------------------------------------------- */
-av_tensor *av_norm(const av_tensor *t, double p, int ndims, const int *dims, bool keepdim) {
+av_tensor *av_norm_raw(const av_tensor *t, double p, int ndims, const int *dims, bool keepdim) {
     unsigned mask;
     if (check_float("norm", t->dtype, "input dtype should be floating point") ||
         dims_mask("norm", t, ndims, dims, &mask))

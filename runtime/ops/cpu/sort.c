@@ -102,8 +102,8 @@ static av_tensor *scan(const char *fn, const av_strip_fn *kernels, const av_tens
     return out;
 }
 
-av_tensor *av_cumsum(const av_tensor *t, int dim) { return scan("cumsum", cumsum_kernels, t, dim); }
-av_tensor *av_cumprod(const av_tensor *t, int dim) { return scan("cumprod", cumprod_kernels, t, dim); }
+av_tensor *av_cumsum_raw(const av_tensor *t, int dim) { return scan("cumsum", cumsum_kernels, t, dim); }
+av_tensor *av_cumprod_raw(const av_tensor *t, int dim) { return scan("cumprod", cumprod_kernels, t, dim); }
 
 /* ---- sort and topk ------------------------------------------------------------
  * Stable: equal keys keep their input order in either direction. NaN sorts
@@ -242,12 +242,12 @@ static int sort_lines(const char *fn, const av_tensor *t, int dim, int64_t k, bo
     return 0;
 }
 
-int av_sort(const av_tensor *t, int dim, bool descending, av_tensor **values, av_tensor **indices) {
+int av_sort_raw(const av_tensor *t, int dim, bool descending, av_tensor **values, av_tensor **indices) {
     return sort_lines("sort", t, dim, -1, descending, values, indices);
 }
 
 /* sorted is accepted for PyTorch's signature; the result is always sorted */
-int av_topk(const av_tensor *t, int64_t k, int dim, bool largest, bool sorted, av_tensor **values,
+int av_topk_raw(const av_tensor *t, int64_t k, int dim, bool largest, bool sorted, av_tensor **values,
             av_tensor **indices) {
     (void)sorted;
     if (k < 0) return av_fail("topk: k = %lld must be non-negative", (long long)k);
