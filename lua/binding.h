@@ -48,6 +48,9 @@ void lav_open_io(lua_State *L, int mod, int methods);
 
 void lav_open_linalg(lua_State *L, int mod, int methods);
 void lav_open_autograd(lua_State *L, int mod, int methods);
+void lav_open_conv(lua_State *L, int mod, int methods); /* lua/l_conv.c */
+void lav_open_nn(lua_State *L, int mod, int methods);   /* lua/l_nn.c */
+void lav_open_loss(lua_State *L, int mod, int methods); /* lua/l_loss.c */
 /* x.requires_grad, x.grad, x.grad_fn, x.is_leaf: 1 if handled (value pushed) */
 int lav_autograd_property(lua_State *L, av_tensor *x, const char *k);
 int lav_autograd_setproperty(lua_State *L, av_tensor *x, const char *k, int v);

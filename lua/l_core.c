@@ -240,6 +240,10 @@ __attribute__((weak)) void lav_open_reduce(lua_State *L, int mod, int methods);
 __attribute__((weak)) void lav_open_index(lua_State *L, int mod, int methods);
 __attribute__((weak)) void lav_open_io(lua_State *L, int mod, int methods);
 __attribute__((weak)) void lav_open_linalg(lua_State *L, int mod, int methods);
+/* step 2's CNN operators, one binding file per family */
+__attribute__((weak)) void lav_open_conv(lua_State *L, int mod, int methods);
+__attribute__((weak)) void lav_open_nn(lua_State *L, int mod, int methods);
+__attribute__((weak)) void lav_open_loss(lua_State *L, int mod, int methods);
 
 int luaopen_aviary_core(lua_State *L) {
     lua_newtable(L); /* module */
@@ -273,6 +277,9 @@ int luaopen_aviary_core(lua_State *L) {
     if (lav_open_index) lav_open_index(L, mod, methods);
     if (lav_open_io) lav_open_io(L, mod, methods);
     if (lav_open_linalg) lav_open_linalg(L, mod, methods);
+    if (lav_open_conv) lav_open_conv(L, mod, methods);
+    if (lav_open_nn) lav_open_nn(L, mod, methods);
+    if (lav_open_loss) lav_open_loss(L, mod, methods);
 
     lua_pushvalue(L, methods);
     lua_setfield(L, mod, "Tensor"); /* the methods table, for extension in Lua */

@@ -19,12 +19,23 @@ import st  # noqa: E402
 torch.set_num_threads(1)
 
 
+def vjp(f, *xs, v=None):
+    """(output, grad of each floating input) of <f(xs), v>; v defaults to ones.
+    Integer inputs (class targets, indices) get no gradient entry."""
+    xs = [x.detach().clone().requires_grad_(x.is_floating_point()) for x in xs]
+    out = f(*xs)
+    v = torch.ones_like(out) if v is None else v
+    wrt = [x for x in xs if x.requires_grad]
+    grads = torch.autograd.grad(out, wrt, v, allow_unused=True)
+    return (out.detach(),) + tuple(torch.zeros_like(x) if g is None else g for g, x in zip(grads, wrt))
+
+
 def main():
     tensors, meta = st.load(sys.argv[1])
     cases = json.loads(meta["cases"])
     out, errors = {}, {}
     for c in cases:
-        env = {"torch": torch, "F": F, "math": __import__("math")}
+        env = {"torch": torch, "F": F, "math": __import__("math"), "vjp": vjp}
         for name in c["inputs"]:
             env[name] = tensors[c["id"] + "." + name]
         try:
