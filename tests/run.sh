@@ -10,7 +10,10 @@ export OPENBLAS_CORETYPE=${OPENBLAS_CORETYPE:-Haswell}
 export AVIARY_NUM_THREADS=${AVIARY_NUM_THREADS:-2}
 LOG=$(mktemp)
 trap 'rm -f "$LOG"' EXIT
-rm -rf tests/.tmp && mkdir -p tests/.tmp
+# a private scratch folder per run, so concurrent runs do not disturb each other
+export AVIARY_TEST_TMP=${AVIARY_TEST_TMP:-tests/.tmp/run.$$}
+mkdir -p "$AVIARY_TEST_TMP"
+trap 'rm -f "$LOG"; rm -rf "$AVIARY_TEST_TMP"' EXIT
 
 run_suite() { # name, command...
   local name=$1; shift

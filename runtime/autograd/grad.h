@@ -1,5 +1,6 @@
 /* Recording hooks called by the op implementations, and helpers shared by
- * the backward functions (runtime/autograd/grad_*.c). */
+ * the backward functions (runtime/autograd/grad_*.c). How a new op records
+ * its node, step by step: docs/adding-ops.md. */
 #ifndef AVIARY_GRAD_INTERNAL_H
 #define AVIARY_GRAD_INTERNAL_H
 

@@ -152,7 +152,7 @@ av_test.python_bin = os.getenv("AVIARY_PYTHON") or "/usr/bin/python3"
 av_test.root = here:match("^(.*)/tests/lua$") or (here == "tests/lua" and ".") or (here .. "/../..")
 local tmp_counter = 0
 function av_test.tmpdir()
-  local d = av_test.root .. "/tests/.tmp"
+  local d = os.getenv("AVIARY_TEST_TMP") or (av_test.root .. "/tests/.tmp")
   os.execute("mkdir -p '" .. d .. "'")
   return d
 end
