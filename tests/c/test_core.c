@@ -137,7 +137,9 @@ TEST(core_matmul_shapes_and_errors) {
     CHECK_VALUES(C, 0, 20, 23, 26, 29, 56, 68, 80, 92);
     av_tensor *Bt = av_transpose(B, 0, 1);
     CHECK_ERR(av_mm(A, Bt), "cannot be multiplied (3 != 4)");
-    CHECK_ERR(av_matmul(av_scalar_tensor(1, AV_F32), A), "at least 1 dimension");
+    av_tensor *s0 = av_scalar_tensor(1, AV_F32);
+    CHECK_ERR(av_matmul(s0, A), "at least 1 dimension");
+    av_release(s0);
     av_tensor *ai = av_to_dtype(A, AV_I64), *bi = av_to_dtype(B, AV_I64), *ci = av_mm(ai, bi);
     CHECK_VALUES(ci, 0, 20, 23, 26, 29, 56, 68, 80, 92);
     CHECK_ERR(av_mm(A, bi), "same dtype");
