@@ -90,6 +90,29 @@ for _, c in ipairs(cases) do
   lines[#lines + 1] = ("| %s | %s | %s | %s |"):format(name, fmt_time(a), fmt_time(t),
     t and ("%.2fx"):format(t / a) or "n/a")
 end
+-- peak memory of the golden network's forward+backward, each in a fresh process
+if not filter or ("memory"):find(filter, 1, true) then
+  local host = arg[-1] or "bin/aviary"
+  local function run(cmd)
+    local h = io.popen(cmd .. " 2>/dev/null")
+    local out = h:read("a")
+    h:close()
+    local before, peak = out:match("([%d.]+) ([%d.]+)")
+    return tonumber(before), tonumber(peak)
+  end
+  local ab, ap = run(("%s '%s/peak_mem.lua'"):format(host, here))
+  local tb, tp = run(("%s '%s/peak_mem.py' %d"):format(python, here, threads))
+  if ab and tb then
+    lines[#lines + 1] = ""
+    lines[#lines + 1] = "| golden network forward+backward, batch 32, 64x64 | aviary | PyTorch | ratio (PyTorch / aviary) |"
+    lines[#lines + 1] = "|---|---|---|---|"
+    lines[#lines + 1] = ("| peak resident memory of the process | %.0f MB | %.0f MB | %.2fx |"):format(ap, tp, tp / ap)
+    lines[#lines + 1] = ("| growth during forward+backward | %.0f MB | %.0f MB | %.2fx |"):format(ap - ab, tp - tb, (tp - tb) / (ap - ab))
+  else
+    lines[#lines + 1] = ""
+    lines[#lines + 1] = "(memory benchmark skipped: the golden network's operators are not all available)"
+  end
+end
 local text = table.concat(lines, "\n")
 print(text)
 if outfile then
