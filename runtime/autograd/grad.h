@@ -7,6 +7,15 @@
 #include "aviary/autograd.h"
 #include "aviary/ops.h"
 
+/* grad mode off for the duration of a raw computation */
+#define NO_GRAD(expr)                  \
+    do {                               \
+        bool was_ = av_grad_enabled(); \
+        av_set_grad_enabled(false);    \
+        expr;                          \
+        av_set_grad_enabled(was_);     \
+    } while (0)
+
 /* each returns 0, or -1 (out is then released by the caller) */
 int av_ag_binary(av_binop op, av_tensor *out, const av_tensor *a, const av_tensor *b);
 int av_ag_binary_scalar(av_binop op, av_tensor *out, const av_tensor *a, double s, bool reverse);

@@ -4,13 +4,6 @@
 #include "grad.h"
 #include "../ops/cpu/iter.h"
 
-#define NO_GRAD(expr)                  \
-    do {                               \
-        bool was_ = av_grad_enabled(); \
-        av_set_grad_enabled(false);    \
-        expr;                          \
-        av_set_grad_enabled(was_);     \
-    } while (0)
 
 static void set_shape(av_node *n, const av_tensor *t) {
     n->ndim = t->ndim;

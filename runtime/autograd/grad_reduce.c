@@ -5,14 +5,6 @@
 #include <string.h>
 #include "grad.h"
 
-/* grad mode off for the duration of a raw computation */
-#define NO_GRAD(expr)                        \
-    do {                                     \
-        bool was_ = av_grad_enabled();       \
-        av_set_grad_enabled(false);          \
-        expr;                                \
-        av_set_grad_enabled(was_);           \
-    } while (0)
 
 static unsigned dims_mask(const av_tensor *t, int ndims, const int *dims) {
     if (ndims == 0) return t->ndim ? (1u << t->ndim) - 1 : 0;
@@ -147,12 +139,10 @@ static int index_backward(av_node *n, av_tensor *const *gout, av_tensor **gin) {
     return 0;
 }
 
-int av_max_dim(const av_tensor *t, int dim, bool keepdim, bool is_min, av_tensor **values, av_tensor **indices) {
-    int rc;
-    NO_GRAD(rc = av_max_dim_raw(t, dim, keepdim, is_min, values, indices));
-    if (rc || !av_should_record(1, &t) || !av_dtype_is_float(t->dtype) || t->ndim == 0) return rc;
-    int d = dim < 0 ? dim + t->ndim : dim;
-    av_node *n = new_node(is_min ? "MinBackward" : "MaxBackward", index_backward, t, 1u << d, keepdim);
+/* records the values of max(dim)/sort/topk: the gradient goes through the indices */
+static int record_indexed(const char *name, const av_tensor *t, unsigned mask, bool keepdim, int d, av_tensor **values,
+                          av_tensor **indices) {
+    av_node *n = new_node(name, index_backward, t, mask, keepdim);
     if (n) {
         n->iarg[3] = d;
         av_node_save(n, *indices);
@@ -166,22 +156,19 @@ int av_max_dim(const av_tensor *t, int dim, bool keepdim, bool is_min, av_tensor
     return 0;
 }
 
+int av_max_dim(const av_tensor *t, int dim, bool keepdim, bool is_min, av_tensor **values, av_tensor **indices) {
+    int rc;
+    NO_GRAD(rc = av_max_dim_raw(t, dim, keepdim, is_min, values, indices));
+    if (rc || !av_should_record(1, &t) || !av_dtype_is_float(t->dtype) || t->ndim == 0) return rc;
+    int d = dim < 0 ? dim + t->ndim : dim;
+    return record_indexed(is_min ? "MinBackward" : "MaxBackward", t, 1u << d, keepdim, d, values, indices);
+}
+
 /* sort and topk values: the same scatter through the returned indices */
 static int sort_like(const char *name, int rc, const av_tensor *t, int dim, av_tensor **values, av_tensor **indices) {
     if (rc || !av_should_record(1, &t) || !av_dtype_is_float(t->dtype)) return rc;
     int d = t->ndim ? (dim < 0 ? dim + t->ndim : dim) : 0;
-    av_node *n = new_node(name, index_backward, t, 0, true);
-    if (n) {
-        n->iarg[3] = d;
-        av_node_save(n, *indices);
-    }
-    if (attach(n, *values, 0)) {
-        av_release(*values);
-        av_release(*indices);
-        *values = *indices = NULL;
-        return -1;
-    }
-    return 0;
+    return record_indexed(name, t, 0, true, d, values, indices);
 }
 int av_sort(const av_tensor *t, int dim, bool descending, av_tensor **values, av_tensor **indices) {
     int rc;

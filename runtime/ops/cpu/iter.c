@@ -53,7 +53,7 @@ void av_iter_init(av_iter *it, int ndim, const int64_t *shape, int nargs, const 
 }
 
 /* runs elements [begin, end) of the iteration in strips */
-static void run_range(const av_iter *it, int64_t begin, int64_t end, av_strip_fn fn, void *ctx) {
+void av_iter_run_range(const av_iter *it, int64_t begin, int64_t end, av_strip_fn fn, void *ctx) {
     int nd = it->ndim, na = it->nargs;
     int64_t inner = it->shape[nd - 1];
     if (inner == 0 || begin >= end) return;
@@ -85,12 +85,12 @@ static void run_range(const av_iter *it, int64_t begin, int64_t end, av_strip_fn
     }
 }
 
-void av_iter_run_serial(const av_iter *it, av_strip_fn fn, void *ctx) { run_range(it, 0, it->numel, fn, ctx); }
+void av_iter_run_serial(const av_iter *it, av_strip_fn fn, void *ctx) { av_iter_run_range(it, 0, it->numel, fn, ctx); }
 
 void av_iter_run(const av_iter *it, av_strip_fn fn, void *ctx) {
     int nt = av_get_num_threads();
     if (it->numel < AV_PARALLEL_GRAIN || nt <= 1) {
-        run_range(it, 0, it->numel, fn, ctx);
+        av_iter_run_range(it, 0, it->numel, fn, ctx);
         return;
     }
     int64_t chunks = it->numel / (AV_PARALLEL_GRAIN / 2);
@@ -102,7 +102,7 @@ void av_iter_run(const av_iter *it, av_strip_fn fn, void *ctx) {
         int64_t per = ((it->numel + T - 1) / T + 15) & ~(int64_t)15;
         int64_t b = per * tid, e = b + per;
         if (e > it->numel) e = it->numel;
-        run_range(it, b, e, fn, ctx);
+        av_iter_run_range(it, b, e, fn, ctx);
     }
 }
 

@@ -31,6 +31,8 @@ typedef void (*av_strip_fn)(char **p, const int64_t *s, int64_t n, void *ctx);
  * operand must broadcast to shape (checked by the caller). */
 void av_iter_init(av_iter *it, int ndim, const int64_t *shape, int nargs, const av_tensor *const *ops);
 void av_iter_run(const av_iter *it, av_strip_fn fn, void *ctx);
+/* runs elements [begin, end) of the iteration on the calling thread */
+void av_iter_run_range(const av_iter *it, int64_t begin, int64_t end, av_strip_fn fn, void *ctx);
 /* run on the calling thread only (kernels that are not thread-safe) */
 void av_iter_run_serial(const av_iter *it, av_strip_fn fn, void *ctx);
 

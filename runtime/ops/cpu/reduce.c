@@ -24,35 +24,6 @@ int av_red_check_dtype(const char *fn, av_dtype dt) {
 }
 
 /* ---- running strips over output ranges ------------------------------------ */
-void av_red_run_range(const av_iter *it, int64_t begin, int64_t end, av_strip_fn fn, void *ctx) {
-    int nd = it->ndim, na = it->nargs;
-    int64_t inner = it->shape[nd - 1];
-    if (inner == 0 || begin >= end) return;
-    int64_t idx[AV_MAX_DIMS], rem = begin;
-    for (int d = nd - 1; d >= 0; d--) {
-        idx[d] = rem % it->shape[d];
-        rem /= it->shape[d];
-    }
-    char *p[AV_ITER_MAX_ARGS];
-    int64_t s[AV_ITER_MAX_ARGS];
-    for (int k = 0; k < na; k++) s[k] = it->stride[k][nd - 1];
-    for (int64_t pos = begin; pos < end;) {
-        for (int k = 0; k < na; k++) {
-            int64_t off = 0;
-            for (int d = 0; d < nd; d++) off += idx[d] * it->stride[k][d];
-            p[k] = it->base[k] + off * it->esize[k];
-        }
-        int64_t n = inner - idx[nd - 1];
-        if (n > end - pos) n = end - pos;
-        fn(p, s, n, ctx);
-        pos += n;
-        idx[nd - 1] = 0;
-        for (int d = nd - 2; d >= 0; d--) {
-            if (++idx[d] < it->shape[d]) break;
-            idx[d] = 0;
-        }
-    }
-}
 
 void av_red_run(const av_iter *it, av_strip_fn fn, void *ctx, int64_t cost) {
     int64_t n = it->numel;
@@ -62,7 +33,7 @@ void av_red_run(const av_iter *it, av_strip_fn fn, void *ctx, int64_t cost) {
     if (chunks < nt) nt = (int)chunks;
     if (n < nt) nt = (int)n;
     if (nt <= 1 || n * cost < AV_PARALLEL_GRAIN) {
-        av_red_run_range(it, 0, n, fn, ctx);
+        av_iter_run_range(it, 0, n, fn, ctx);
         return;
     }
 #pragma omp parallel num_threads(nt)
@@ -71,7 +42,7 @@ void av_red_run(const av_iter *it, av_strip_fn fn, void *ctx, int64_t cost) {
         /* 16-element boundaries keep each thread's column blocks vector-aligned */
         int64_t per = ((n + T - 1) / T + 15) & ~(int64_t)15;
         int64_t b = per * tid, e = b + per < n ? b + per : n;
-        av_red_run_range(it, b, e, fn, ctx);
+        av_iter_run_range(it, b, e, fn, ctx);
     }
 }
 
@@ -113,7 +84,7 @@ static void run_iter(const av_tensor *out, const av_tensor *in, const av_tensor 
     const av_tensor *ops[3] = {out, in, extra};
     av_iter_init(&it, out->ndim, out->shape, extra ? 3 : 2, ops);
     if (parallel) av_red_run(&it, fn, ctx, ctx->R);
-    else av_red_run_range(&it, 0, it.numel, fn, ctx);
+    else av_iter_run_range(&it, 0, it.numel, fn, ctx);
 }
 
 static bool is_arg(av_redop op) { return op == AV_RED_ARGMAX || op == AV_RED_ARGMIN; }
@@ -157,7 +128,7 @@ static int reduce_group(av_redop op, const av_tensor *t, red_group g, av_tensor 
         itc.base[1] += r0 * g.stride * (int64_t)isz;
         if (idx) itc.base[2] = (char *)av_data(pidx) + c * n * 8;
         av_red_ctx cc = {r1 - r0, g.stride};
-        av_red_run_range(&itc, 0, n, fn, &cc);
+        av_iter_run_range(&itc, 0, n, fn, &cc);
     }
     /* the fold: out and part viewed as [1, n] and [chunks, n] */
     av_tensor ov = *out, iv = idx ? *idx : *out;

@@ -26,8 +26,6 @@ AV_HIDDEN extern const av_strip_fn av_red_kernels[AV_RED_ANY + 1][AV_NDTYPES];
  * f32 and f64 only */
 AV_HIDDEN extern const av_strip_fn av_red_sqdev_kernels[AV_NDTYPES];
 
-/* runs fn over output elements [begin, end) of it on the calling thread */
-AV_HIDDEN void av_red_run_range(const av_iter *it, int64_t begin, int64_t end, av_strip_fn fn, void *ctx);
 /* runs fn over all output elements, split across threads when numel * cost
  * (cost: inner steps per output element) is large enough to pay for it */
 AV_HIDDEN void av_red_run(const av_iter *it, av_strip_fn fn, void *ctx, int64_t cost);
