@@ -261,7 +261,7 @@ int av_ag_binary_scalar(av_binop op, av_tensor *out, const av_tensor *a, double 
 /* ---- unary ---------------------------------------------------------------------- */
 static int unary_backward(av_node *n, av_tensor *const *gout, av_tensor **gin) {
     const av_tensor *g = gout[0], *a = av_node_saved(n, 0), *out = av_node_saved(n, 1);
-    if (!a || !out) return -1;
+    if ((n->saved[0] && !a) || (n->saved[1] && !out)) return -1;
     av_tensor *r = NULL;
     switch ((av_unop)n->iarg[0]) {
     case AV_OP_NEG: r = ag_neg(g); break;
@@ -352,12 +352,31 @@ static const char *unary_names[AV_NUNOPS] = {
     [AV_OP_SIGMOID] = "SigmoidBackward", [AV_OP_TANH] = "TanhBackward", [AV_OP_RELU] = "ReluBackward",
     [AV_OP_ERF] = "ErfBackward"};
 
+/* what each backward reads: the input, the output, or neither (saving only
+ * what is needed keeps a network's saved activations to one copy per op) */
+static bool needs_input(av_unop op) {
+    switch (op) {
+    case AV_OP_LOG: case AV_OP_ABS: case AV_OP_SQUARE: case AV_OP_SIN: case AV_OP_COS: case AV_OP_LOG2:
+    case AV_OP_LOG10: case AV_OP_LOG1P: case AV_OP_ERF:
+        return true;
+    default: return false;
+    }
+}
+static bool needs_output(av_unop op) {
+    switch (op) {
+    case AV_OP_EXP: case AV_OP_SQRT: case AV_OP_RSQRT: case AV_OP_RECIPROCAL: case AV_OP_TAN: case AV_OP_EXPM1:
+    case AV_OP_EXP2: case AV_OP_SIGMOID: case AV_OP_TANH: case AV_OP_RELU:
+        return true;
+    default: return false;
+    }
+}
+
 int av_ag_unary(av_unop op, av_tensor *out, const av_tensor *a) {
     if (!av_should_record(1, &a) || !av_dtype_is_float(out->dtype) || !unary_names[op]) return 0;
     av_node *n = av_node_new(unary_names[op], unary_backward, 1, &a, 1);
     if (!n) return av_fail("out of memory");
     n->iarg[0] = op;
-    av_tensor *da = detached(a), *dout = detached(out);
+    av_tensor *da = needs_input(op) ? detached(a) : NULL, *dout = needs_output(op) ? detached(out) : NULL;
     av_node_save(n, da);
     av_node_save(n, dout);
     av_release(da);
