@@ -179,4 +179,20 @@ m("backward", "y:backward([grad], {retain_graph=false}) -- accumulates dy/dleaf 
 m("retain_grad", "y:retain_grad() -- keep .grad on this non-leaf tensor during backward")
 m("register_hook", "x:register_hook(function(grad) ... end) -> handle; the hook sees x's gradient and may return a replacement; handle:remove()")
 
+-- convolution, normalisation, pooling, activations, dropout
+fn("batch_norm", "av.batch_norm(x, running_mean, running_var, weight, bias, {training=false, momentum=0.1, eps=1e-5}) -> F.batch_norm over (N, C, ...); training updates the running stats in place; any of the four may be nil (running stats are needed in eval)")
+fn("leaky_relu", "av.leaky_relu(x, {negative_slope=0.01}) -> x where x > 0, else x * negative_slope")
+fn("elu", "av.elu(x, {alpha=1}) -> x where x > 0, else alpha * (exp(x) - 1)")
+fn("gelu", "av.gelu(x, {approximate='none'|'tanh'}) -> x * Phi(x) (or its tanh approximation)")
+fn("silu", "av.silu(x) -> x * sigmoid(x)")
+fn("hardswish", "av.hardswish(x) -> x * clamp(x + 3, 0, 6) / 6")
+fn("hardsigmoid", "av.hardsigmoid(x) -> clamp(x + 3, 0, 6) / 6")
+fn("relu6", "av.relu6(x) -> clamp(x, 0, 6)")
+fn("softplus", "av.softplus(x, {beta=1, threshold=20}) -> log(1 + exp(beta*x)) / beta, x where beta*x > threshold")
+fn("max_pool2d", "av.max_pool2d(x, kernel_size, {stride=kernel_size, padding=0, dilation=1, ceil_mode=false, return_indices=false}) -> y [, 1-based indices within each H*W plane]; x is (N,C,H,W) or (C,H,W); sizes an integer or {h, w}")
+fn("avg_pool2d", "av.avg_pool2d(x, kernel_size, {stride=kernel_size, padding=0, ceil_mode=false, count_include_pad=true, divisor_override=nil}) -> y")
+fn("adaptive_avg_pool2d", "av.adaptive_avg_pool2d(x, output_size) -> y of output_size (an integer or {h, w}) with PyTorch's windows")
+fn("adaptive_max_pool2d", "av.adaptive_max_pool2d(x, output_size, {return_indices=false}) -> y [, 1-based indices within each H*W plane]")
+fn("dropout", "av.dropout(x, {p=0.5, training=true}) -> x with each element zeroed with probability p (av.manual_seed) and the rest scaled by 1/(1-p); x itself when not training")
+
 return d

@@ -4,6 +4,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include "grad.h"
+#include "aviary/nn_ops.h"
 
 /* ---- helpers ------------------------------------------------------------- */
 av_tensor *ag_mul(const av_tensor *a, const av_tensor *b) { return av_binary(AV_OP_MUL, a, b); }
@@ -320,13 +321,7 @@ static int unary_backward(av_node *n, av_tensor *const *gout, av_tensor **gin) {
         av_release(o2);
         break;
     }
-    case AV_OP_RELU: {
-        av_tensor *m = av_binary_scalar(AV_OP_GT, out, 0, false);
-        av_tensor *f = m ? av_to_dtype(m, g->dtype) : NULL;
-        av_release(m);
-        r = ag_mul_take(g, f);
-        break;
-    }
+    case AV_OP_RELU: r = av_relu_backward(g, out); break; /* one pass, NaN passes like PyTorch */
     case AV_OP_ERF: { /* 2/sqrt(pi) * exp(-a^2) */
         av_tensor *a2 = ag_mul(a, a), *na2 = a2 ? ag_neg(a2) : NULL, *e = na2 ? av_unary(AV_OP_EXP, na2) : NULL;
         av_release(a2);
