@@ -195,4 +195,16 @@ fn("adaptive_avg_pool2d", "av.adaptive_avg_pool2d(x, output_size) -> y of output
 fn("adaptive_max_pool2d", "av.adaptive_max_pool2d(x, output_size, {return_indices=false}) -> y [, 1-based indices within each H*W plane]")
 fn("dropout", "av.dropout(x, {p=0.5, training=true}) -> x with each element zeroed with probability p (av.manual_seed) and the rest scaled by 1/(1-p); x itself when not training")
 
+-- layers, softmax, losses, resampling
+fn("linear", "av.linear(x, weight [, bias]) -> x W^T + b; x of any rank >= 1 with last dim in_features, weight out x in")
+both("softmax", "av.softmax(x, dim, {dtype=}) -> exp(x) / sum(exp(x)) along dim, computed stably; dtype converts x first")
+both("log_softmax", "av.log_softmax(x, dim, {dtype=}) -> x - logsumexp(x) along dim")
+fn("cross_entropy", "av.cross_entropy(logits, target, {weight=, ignore_index=-100, reduction='mean'|'sum'|'none', label_smoothing=0}) -> loss; logits N x C (or N x C x d..., or C), target int64 class numbers 1..C")
+fn("nll_loss", "av.nll_loss(logprobs, target, {weight=, ignore_index=-100, reduction='mean'|'sum'|'none'}) -> loss; target int64 class numbers 1..C")
+fn("binary_cross_entropy_with_logits", "av.binary_cross_entropy_with_logits(x, target, {weight=, pos_weight=, reduction='mean'}) -> loss, stable for large |x|")
+fn("mse_loss", "av.mse_loss(x, target, {reduction='mean'|'sum'|'none'}) -> (x - target)^2 reduced; sizes must match")
+fn("l1_loss", "av.l1_loss(x, target, {reduction='mean'|'sum'|'none'}) -> |x - target| reduced; sizes must match")
+fn("interpolate", "av.interpolate(x, {size= | scale_factor=, mode='nearest'|'bilinear'|'linear', align_corners=, recompute_scale_factor=}) -> x resampled (N x C x H x W or N x C x W) as F.interpolate")
+fn("pad", "av.pad(x, {left, right [, top, bottom, ...]}, {mode='constant'|'reflect'|'replicate'|'circular', value=0}) -> padded x as F.pad (negative constant padding crops)")
+
 return d

@@ -17,7 +17,7 @@ static atomic_size_t live_bytes;
  * (tens of ms) on first touch, and training allocates the same sizes every
  * step. Exact-size matches only; bounded; off under AddressSanitizer so that
  * use-after-free is still caught. */
-#define CACHE_MIN ((size_t)1 << 20)
+#define CACHE_MIN ((size_t)128 << 10)
 #define CACHE_SLOTS 64
 #define HUGE_MIN ((size_t)8 << 20)
 static struct { void *p; size_t n; } cache[CACHE_SLOTS];
