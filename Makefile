@@ -33,6 +33,13 @@ ifeq ($(CUDA),1)
   NVCCFLAGS := -O3 -std=c++17 -Xcompiler -fPIC -Iruntime/include \
     -gencode arch=compute_90,code=sm_90 -gencode arch=compute_90,code=compute_90
 endif
+# oneDNN (Debian libdnnl-dev) runs convolutions where it measures faster than im2col + OpenBLAS;
+# detected from its header (make deps installs it); `make DNNL=0` builds without it
+DNNL ?= $(if $(wildcard /usr/include/oneapi/dnnl/dnnl.h),1,0)
+ifeq ($(DNNL),1)
+  CFLAGS += -DAV_WITH_DNNL
+  RUNTIME_LIBS += -ldnnl
+endif
 BIND_SRC := $(sort $(wildcard lua/l_*.c))
 BIND_OBJ := $(BIND_SRC:%.c=$(BUILD)/obj/%.o)
 HOST_OBJ := $(BUILD)/obj/lua/host.o
@@ -43,10 +50,16 @@ MOD := $(BUILD)/lua/aviary/core.so
 HOST := $(if $(filter build,$(BUILD)),bin/aviary,$(BUILD)/bin/aviary)
 CTEST := $(BUILD)/tests/ctest
 
-.PHONY: all deps test-deps test asan bench env install clean demo check-cuda
+.PHONY: all deps test-deps test asan bench env install clean demo check-cuda FORCE
 all: $(LIB) $(MOD) $(HOST)
 
-$(BUILD)/obj/%.o: %.c Makefile $(wildcard runtime/include/aviary/*.h runtime/*/*.h runtime/*/*/*.h lua/*.h)
+# objects rebuild when the compiler flags change (CUDA, DNNL, sanitizers, ...)
+FLAGS_FILE := $(BUILD)/.flags
+$(FLAGS_FILE): FORCE
+	@mkdir -p $(dir $@)
+	@echo '$(CFLAGS) $(RUNTIME_LIBS)' | cmp -s - $@ 2>/dev/null || echo '$(CFLAGS) $(RUNTIME_LIBS)' > $@
+
+$(BUILD)/obj/%.o: %.c Makefile $(FLAGS_FILE) $(wildcard runtime/include/aviary/*.h runtime/*/*.h runtime/*/*/*.h lua/*.h)
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) $(if $(filter lua/%,$<),$(LUA_INC) -Ilua) -c $< -o $@
 
@@ -75,7 +88,7 @@ $(CTEST): $(CTEST_SRC) $(LIB)
 
 # ---- packages -------------------------------------------------------------
 DEPS_PKGS := lua5.4 liblua5.4-dev lua-cjson libopenblas-dev libturbojpeg0-dev libreadline-dev \
-  libcjson-dev pkg-config gcc make
+  libcjson-dev libdnnl-dev pkg-config gcc make
 TEST_PKGS := python3-torch
 define apt_ensure
 	@missing=""; for p in $(1); do dpkg-query -W -f='$${Status}' $$p 2>/dev/null | grep -q 'ok installed' || missing="$$missing $$p"; done; \
@@ -90,7 +103,8 @@ test-deps:
 	$(call apt_ensure,$(TEST_PKGS))
 
 # ---- tests ------------------------------------------------------------------
-test: deps test-deps all $(CTEST)
+test: deps test-deps
+	@$(MAKE) --no-print-directory all $(CTEST)
 	@BUILD=$(BUILD) HOST=$(HOST) tests/run.sh
 
 asan:
@@ -102,7 +116,8 @@ asan:
 	  UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
 	  BUILD=build-asan HOST=build-asan/bin/aviary AV_SANITIZED=1 tests/run.sh
 
-bench: deps test-deps all
+bench: deps test-deps
+	@$(MAKE) --no-print-directory all
 	@OPENBLAS_CORETYPE=$${OPENBLAS_CORETYPE:-Haswell} $(HOST) tests/bench/bench.lua --threads=$${BENCH_THREADS:-2}
 
 env:
@@ -118,7 +133,8 @@ install: all
 	install -m 755 $(HOST) $(PREFIX)/bin/aviary
 	@echo "installed into $(PREFIX); stock lua5.4 finds aviary when $(PREFIX) is on its search path"
 
-demo: deps all
+demo: deps
+	@$(MAKE) --no-print-directory all
 	@OPENBLAS_CORETYPE=$${OPENBLAS_CORETYPE:-Haswell} $(HOST) recipes/demo.lua
 
 clean:

@@ -207,4 +207,9 @@ fn("l1_loss", "av.l1_loss(x, target, {reduction='mean'|'sum'|'none'}) -> |x - ta
 fn("interpolate", "av.interpolate(x, {size= | scale_factor=, mode='nearest'|'bilinear'|'linear', align_corners=, recompute_scale_factor=}) -> x resampled (N x C x H x W or N x C x W) as F.interpolate")
 fn("pad", "av.pad(x, {left, right [, top, bottom, ...]}, {mode='constant'|'reflect'|'replicate'|'circular', value=0}) -> padded x as F.pad (negative constant padding crops)")
 
+fn("conv2d", "av.conv2d(x, weight [, bias], {stride=1, padding=0|{ph,pw}|'same'|'valid', dilation=1, groups=1}) -> F.conv2d; x (N,C,H,W) or (C,H,W), weight (Co, C/groups, kh, kw)")
+fn("conv2d_input", "av.conv2d_input(input_size, weight, grad_output, {stride=, padding=, dilation=, groups=}) -> gradient of conv2d with respect to its input (torch.nn.grad.conv2d_input; not recorded)")
+fn("conv2d_weight", "av.conv2d_weight(input, weight_size, grad_output, {stride=, padding=, dilation=, groups=}) -> gradient with respect to the weight (torch.nn.grad.conv2d_weight; not recorded)")
+fn("conv2d_algorithm", "av.conv2d_algorithm([name]) -> the CPU convolution algorithm before the call; name sets it: 'auto' (time im2col and oneDNN on each new shape, keep the faster), 'im2col' or 'onednn'")
+
 return d
