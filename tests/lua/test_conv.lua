@@ -275,5 +275,25 @@ describe("thread splits (PyTorch parity)", function()
     end
   end
   av.set_num_threads(saved)
-  parity.run()
+  describe("NaN inputs", function()
+  it("propagate through forward and backward without a crash, on every algorithm", function()
+    local prev = av.conv2d_algorithm()
+    for _, algo in ipairs({"im2col", "onednn", "auto"}) do
+      local ok = pcall(av.conv2d_algorithm, algo)
+      if ok then
+        local x = av.randn(2, 3, 8, 8)
+        x[1][2][4][5] = 0 / 0
+        local w = av.randn(4, 3, 3, 3, {requires_grad = true})
+        local y = av.conv2d(x, w, nil, {padding = 1})
+        assert.truthy(y[1][1][4][5] ~= y[1][1][4][5], algo .. ": the output next to the NaN is NaN")
+        assert.truthy(y[2]:isnan():sum():item() == 0, algo .. ": the other image stays finite")
+        y:sum():backward()
+        assert.truthy(w.grad:isnan():sum():item() > 0, algo .. ": the weight gradient sees the NaN")
+      end
+    end
+    av.conv2d_algorithm(prev)
+  end)
+end)
+
+parity.run()
 end)
