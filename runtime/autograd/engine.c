@@ -185,6 +185,12 @@ void av_node_save(av_node *n, const av_tensor *t) {
     n->n_saved++;
 }
 
+void av_node_save_detached(av_node *n, const av_tensor *t) {
+    av_tensor *d = t ? av_detach(t) : NULL;
+    av_node_save(n, d);
+    av_release(d);
+}
+
 const av_tensor *av_node_saved(av_node *n, int i) {
     if (i >= n->n_saved) { av_fail("%s: internal error: saved tensor %d missing", n->name, i); return NULL; }
     const av_tensor *t = n->saved[i];

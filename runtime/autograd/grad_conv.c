@@ -32,12 +32,6 @@ static int conv_backward(av_node *n, av_tensor *const *gout, av_tensor **gin) {
     return rc;
 }
 
-static void save_detached(av_node *n, const av_tensor *t) {
-    av_tensor *d = av_detach(t);
-    av_node_save(n, d);
-    av_release(d);
-}
-
 av_tensor *av_conv2d_ex(const av_tensor *x, const av_tensor *w, const av_tensor *b, const av_conv2d_args *a) {
     if (x->ndim == 3) { /* unbatched C x H x W: a batch of one, and a 3-d result */
         av_tensor *x4 = av_unsqueeze(x, 0);
@@ -61,8 +55,8 @@ av_tensor *av_conv2d_ex(const av_tensor *x, const av_tensor *w, const av_tensor 
     }
     *args = *a;
     n->extra = args;
-    save_detached(n, x);
-    save_detached(n, w);
+    av_node_save_detached(n, x);
+    av_node_save_detached(n, w);
     int rc = av_node_attach(n, out, 0);
     av_node_release(n);
     return av_ag_finish(out, rc);

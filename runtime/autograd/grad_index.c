@@ -16,12 +16,6 @@ static int attach(av_node *n, av_tensor *out) {
     av_node_release(n);
     return rc;
 }
-static void save_detached(av_node *n, const av_tensor *t) {
-    av_tensor *d = t ? av_detach(t) : NULL;
-    av_node_save(n, d);
-    av_release(d);
-}
-
 /* ---- cat and stack ------------------------------------------------------------ */
 /* iarg[0] = dim, iarg[1] = stack?; extra = sizes along dim of each input */
 static int cat_backward(av_node *n, av_tensor *const *gout, av_tensor **gin) {
@@ -167,7 +161,7 @@ av_tensor *av_masked_fill(const av_tensor *t, const av_tensor *mask, double valu
     av_node *n = av_node_new("MaskedFillBackward", masked_fill_backward, 1, &t, 1);
     if (n) {
         set_shape(n, t);
-        save_detached(n, mask);
+        av_node_save_detached(n, mask);
     }
     return av_ag_finish(out, attach(n, out));
 }

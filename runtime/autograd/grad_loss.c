@@ -7,12 +7,6 @@
 #include <string.h>
 #include "grad_loss.h"
 
-static void save_detached(av_node *n, const av_tensor *t) {
-    av_tensor *d = t ? av_detach(t) : NULL;
-    av_node_save(n, d);
-    av_release(d);
-}
-
 static int attach(av_node *n, av_tensor *out) {
     if (!n) return av_fail("out of memory");
     int rc = av_node_attach(n, out, 0);
@@ -52,8 +46,8 @@ int av_ag_linear(av_tensor *out, const av_tensor *x, const av_tensor *w, const a
     av_node *n = av_node_new("LinearBackward", linear_backward, 3, ins, 1);
     if (!n) return av_fail("out of memory");
     keep_shape(n, x);
-    save_detached(n, x2);
-    save_detached(n, w);
+    av_node_save_detached(n, x2);
+    av_node_save_detached(n, w);
     return attach(n, out);
 }
 
@@ -71,7 +65,7 @@ int av_ag_softmax(av_tensor *out, const av_tensor *x, int dim, bool log) {
     if (!n) return av_fail("out of memory");
     n->iarg[0] = dim;
     n->iarg[1] = log;
-    save_detached(n, out);
+    av_node_save_detached(n, out);
     return attach(n, out);
 }
 
@@ -124,9 +118,9 @@ int av_ag_nll(av_tensor *out, const av_nll_problem *p, const av_tensor *input_or
     n->iarg[NLL_HASW] = p->weight != NULL;
     n->darg[0] = p->label_smoothing;
     n->darg[1] = total_weight;
-    save_detached(n, p->input);
+    av_node_save_detached(n, p->input);
     av_node_save(n, p->target); /* never requires grad */
-    save_detached(n, p->weight);
+    av_node_save_detached(n, p->weight);
     av_node_save(n, lse);
     return attach(n, out);
 }
@@ -181,9 +175,9 @@ int av_ag_bce_logits(av_tensor *out, const av_tensor *x, const av_tensor *t, con
     av_node *n = av_node_new("BinaryCrossEntropyWithLogitsBackward", bce_backward, 2, ins, 1);
     if (!n) return av_fail("out of memory");
     n->iarg[0] = pw != NULL;
-    save_detached(n, x);
-    save_detached(n, t);
-    save_detached(n, pw);
+    av_node_save_detached(n, x);
+    av_node_save_detached(n, t);
+    av_node_save_detached(n, pw);
     return attach(n, out);
 }
 

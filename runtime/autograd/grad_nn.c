@@ -17,11 +17,6 @@
         av_set_grad_enabled(was_);           \
     } while (0)
 
-static void save_detached(av_node *n, const av_tensor *t) {
-    av_tensor *d = t ? av_detach(t) : NULL;
-    av_node_save(n, d);
-    av_release(d);
-}
 static int attach(av_node *n, av_tensor *out) {
     if (!n) return av_fail("out of memory");
     int rc = av_node_attach(n, out, 0);
@@ -109,7 +104,7 @@ av_tensor *av_batch_norm(const av_tensor *input, av_tensor *running_mean, av_ten
     n->extra = e;
     n->iarg[0] = training;
     keep_shape(n, input);
-    save_detached(n, input);
+    av_node_save_detached(n, input);
     return av_ag_finish(out, attach(n, out));
 }
 
@@ -137,7 +132,7 @@ av_tensor *av_activation(av_act act, const av_tensor *x, double a, double b) {
         n->iarg[0] = act;
         n->darg[0] = a;
         n->darg[1] = b;
-        save_detached(n, x);
+        av_node_save_detached(n, x);
     }
     return av_ag_finish(out, attach(n, out));
 }

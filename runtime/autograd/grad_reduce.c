@@ -43,11 +43,6 @@ static av_node *new_node(const char *name, av_backward_fn fn, const av_tensor *t
     n->iarg[2] = keepdim;
     return n;
 }
-static void save_detached(av_node *n, const av_tensor *t) {
-    av_tensor *d = t ? av_detach(t) : NULL;
-    av_node_save(n, d);
-    av_release(d);
-}
 static int attach(av_node *n, av_tensor *out, int k) {
     if (!n) return av_fail("out of memory");
     int rc = av_node_attach(n, out, k);
@@ -114,8 +109,8 @@ av_tensor *av_reduce(av_redop op, const av_tensor *t, int ndims, const int *dims
     av_node *n = new_node(names[op], reduce_backward, t, dims_mask(t, ndims, dims), keepdim);
     if (n) n->iarg[0] = op;
     if (n && op >= AV_RED_PROD) {
-        save_detached(n, t);
-        save_detached(n, out);
+        av_node_save_detached(n, t);
+        av_node_save_detached(n, out);
     }
     return av_ag_finish(out, attach(n, out, 0));
 }
@@ -215,8 +210,8 @@ static av_tensor *var_std(bool is_std, const av_tensor *t, int ndims, const int 
     if (n) {
         n->iarg[0] = is_std;
         n->iarg[3] = correction;
-        save_detached(n, t);
-        save_detached(n, out);
+        av_node_save_detached(n, t);
+        av_node_save_detached(n, out);
     }
     return av_ag_finish(out, attach(n, out, 0));
 }
@@ -268,8 +263,8 @@ av_tensor *av_norm(const av_tensor *t, double p, int ndims, const int *dims, boo
     av_node *n = new_node("NormBackward", norm_backward, t, dims_mask(t, ndims, dims), keepdim);
     if (n) {
         n->darg[0] = p;
-        save_detached(n, t);
-        save_detached(n, out);
+        av_node_save_detached(n, t);
+        av_node_save_detached(n, out);
     }
     return av_ag_finish(out, attach(n, out, 0));
 }
@@ -301,7 +296,7 @@ static av_tensor *cum(bool prod, const av_tensor *t, int dim) {
     if (n) {
         n->iarg[0] = prod;
         n->iarg[3] = t->ndim ? (dim < 0 ? dim + t->ndim : dim) : 0;
-        if (prod) { save_detached(n, t); save_detached(n, out); }
+        if (prod) { av_node_save_detached(n, t); av_node_save_detached(n, out); }
     }
     return av_ag_finish(out, attach(n, out, 0));
 }

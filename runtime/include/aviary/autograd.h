@@ -105,6 +105,8 @@ bool av_should_record(int n, const av_tensor *const *ts);
 av_node *av_node_new(const char *name, av_backward_fn fn, int n_inputs, const av_tensor *const *inputs,
                      int n_outputs);
 void av_node_save(av_node *n, const av_tensor *t); /* retains t; NULL saves nothing */
+/* saves a detached alias of t (no history): the usual way to keep an input or output */
+void av_node_save_detached(av_node *n, const av_tensor *t);
 /* makes node the grad_fn of out (output number k); takes no reference from caller */
 int av_node_attach(av_node *n, av_tensor *out, int k);
 void av_node_release(av_node *n);
