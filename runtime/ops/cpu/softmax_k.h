@@ -9,35 +9,12 @@
 #include <stdint.h>
 #include <string.h>
 
+#include "fast_math.h"
+
 #define SMK_L 16
 
-/* expf as in unary.c: Cody-Waite reduction, degree-6 polynomial, two-factor
- * scaling; about 1 ulp, vectorises in plain loops */
-static inline float smk_expf(float x) {
-    const float hi = 88.72283935546875f, lo = -103.972084045410f;
-    float xc = x > hi ? hi : x;
-    xc = xc < lo ? lo : xc;
-    float n = (xc * 1.44269504088896341f + 12582912.0f) - 12582912.0f;
-    float r = xc - n * 0.693359375f;
-    r = r + n * 2.12194440e-4f;
-    float p = 1.9875691500e-4f;
-    p = p * r + 1.3981999507e-3f;
-    p = p * r + 8.3334519073e-3f;
-    p = p * r + 4.1665795894e-2f;
-    p = p * r + 1.6666665459e-1f;
-    p = p * r + 5.0000001201e-1f;
-    p = p * r * r + r + 1.0f;
-    int32_t ni = (int32_t)(x == x ? n : 0.0f);
-    int32_t n1 = ni >> 1, n2 = ni - n1;
-    uint32_t b1 = (uint32_t)(n1 + 127) << 23, b2 = (uint32_t)(n2 + 127) << 23;
-    float s1, s2;
-    memcpy(&s1, &b1, 4);
-    memcpy(&s2, &b2, 4);
-    float res = p * s1 * s2;
-    res = x > hi ? INFINITY : res;
-    res = x < lo ? 0.0f : res;
-    return x == x ? res : x;
-}
+/* the shared vectorisable expf (fast_math.h) */
+static inline float smk_expf(float x) { return av_fast_expf(x); }
 static inline double smk_exp(double x) { return exp(x); }
 
 /* max ignores NaN (a NaN row still ends NaN through the sum of exps) */

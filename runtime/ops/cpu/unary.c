@@ -4,6 +4,7 @@
 #include <stdio.h>
 #include "aviary/ops.h"
 #include "iter.h"
+#include "fast_math.h"
 #include "../../autograd/grad.h"
 
 #define DEF_UN(name, T, O, EXPR)                                                  \
@@ -24,39 +25,9 @@
     DEF_UN(OP##_f32, float, uint8_t, E) DEF_UN(OP##_f64, double, uint8_t, E) DEF_UN(OP##_i64, int64_t, uint8_t, E) \
     DEF_UN(OP##_i32, int32_t, uint8_t, E) DEF_UN(OP##_u8, uint8_t, uint8_t, E)
 
-/* expf in a form the compiler vectorises: Cody-Waite range reduction, a
- * degree-6 polynomial (Cephes' coefficients) and scaling by 2^n split in two
- * factors so that subnormal results stay exact. Accurate to about 1 ulp. */
-static inline float fast_expf(float x) {
-    const float hi = 88.72283935546875f, lo = -103.972084045410f;
-    float xc = x > hi ? hi : x;
-    xc = xc < lo ? lo : xc;
-    /* round to nearest by the 1.5*2^23 trick: plain arithmetic, so it vectorises */
-    float n = (xc * 1.44269504088896341f + 12582912.0f) - 12582912.0f;
-    float r = xc - n * 0.693359375f;
-    r = r + n * 2.12194440e-4f;
-    float p = 1.9875691500e-4f;
-    p = p * r + 1.3981999507e-3f;
-    p = p * r + 8.3334519073e-3f;
-    p = p * r + 4.1665795894e-2f;
-    p = p * r + 1.6666665459e-1f;
-    p = p * r + 5.0000001201e-1f;
-    p = p * r * r + r + 1.0f;
-    int32_t ni = (int32_t)(x == x ? n : 0.0f);
-    int32_t n1 = ni >> 1, n2 = ni - n1;
-    uint32_t b1 = (uint32_t)(n1 + 127) << 23, b2 = (uint32_t)(n2 + 127) << 23;
-    float s1, s2;
-    memcpy(&s1, &b1, 4);
-    memcpy(&s2, &b2, 4);
-    float res = p * s1 * s2;
-    res = x > hi ? INFINITY : res;
-    res = x < lo ? 0.0f : res;
-    return x == x ? res : x;
-}
-
 DEF_UNF(neg, -x, -x)
 DEF_UNI(neg, (int64_t)(0 - (uint64_t)x), (int32_t)(0 - (uint32_t)x), (uint8_t)(0 - x))
-DEF_UNF(exp, fast_expf(x), exp(x))
+DEF_UNF(exp, av_fast_expf(x), exp(x))
 DEF_UNF(log, logf(x), log(x))
 DEF_UNF(sqrt, sqrtf(x), sqrt(x))
 DEF_UNF(rsqrt, 1.0f / sqrtf(x), 1.0 / sqrt(x))
@@ -80,7 +51,7 @@ DEF_UNF(log10, log10f(x), log10(x))
 DEF_UNF(log1p, log1pf(x), log1p(x))
 DEF_UNF(expm1, expm1f(x), expm1(x))
 DEF_UNF(exp2, exp2f(x), exp2(x))
-DEF_UNF(sigmoid, 1.0f / (1.0f + fast_expf(-x)), 1.0 / (1.0 + exp(-x)))
+DEF_UNF(sigmoid, 1.0f / (1.0f + av_fast_expf(-x)), 1.0 / (1.0 + exp(-x)))
 DEF_UNF(tanh, tanhf(x), tanh(x))
 DEF_UNF(relu, x > 0 ? x : (x != x ? x : 0), x > 0 ? x : (x != x ? x : 0))
 DEF_UNI(relu, x > 0 ? x : 0, x > 0 ? x : 0, x)
