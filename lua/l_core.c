@@ -84,7 +84,12 @@ int lav_push(lua_State *L, av_tensor *t) {
     b->t = NULL;
     luaL_setmetatable(L, LAV_TENSOR_MT);
     b->t = t;
-    if (t->storage->nbytes >= 65536) gc_pressure(L);
+    if (t->storage->nbytes >= 65536) {
+        /* a fresh block counts as Lua allocation of the same size, so the
+         * collector keeps pace with tensor memory and dead tensors go soon */
+        if (t->storage->refcount == 1) lua_gc(L, LUA_GCSTEP, (int)(t->storage->nbytes >> 10));
+        gc_pressure(L);
+    }
     return 1;
 }
 
