@@ -50,8 +50,6 @@ static int save_shapes(av_node *n, const av_tensor *a, const av_tensor *b) {
     return 0;
 }
 
-static av_tensor *detached(const av_tensor *t) { return av_detach(t); }
-
 /* ---- binary tensor-tensor -------------------------------------------------- */
 static int binary_backward(av_node *n, av_tensor *const *gout, av_tensor **gin) {
     const av_tensor *g = gout[0];
@@ -166,16 +164,9 @@ int av_ag_binary(av_binop op, av_tensor *out, const av_tensor *a, const av_tenso
     n->darg[0] = 1;
     int rc = save_shapes(n, a, b);
     bool keep = op != AV_OP_ADD && op != AV_OP_SUB;
-    av_tensor *da = keep ? detached(a) : NULL, *db = keep ? detached(b) : NULL;
-    av_node_save(n, da);
-    av_node_save(n, db);
-    av_release(da);
-    av_release(db);
-    if (op == AV_OP_POW) {
-        av_tensor *o = detached(out);
-        av_node_save(n, o);
-        av_release(o);
-    }
+    av_node_save_detached(n, keep ? a : NULL);
+    av_node_save_detached(n, keep ? b : NULL);
+    if (op == AV_OP_POW) av_node_save_detached(n, out);
     if (!rc) rc = av_node_attach(n, out, 0);
     av_node_release(n);
     return rc;
@@ -249,11 +240,8 @@ int av_ag_binary_scalar(av_binop op, av_tensor *out, const av_tensor *a, double 
     n->iarg[0] = op;
     n->iarg[1] = reverse;
     n->darg[0] = s;
-    av_tensor *da = detached(a), *dout = detached(out);
-    av_node_save(n, da);
-    av_node_save(n, dout);
-    av_release(da);
-    av_release(dout);
+    av_node_save_detached(n, a);
+    av_node_save_detached(n, out);
     int rc = av_node_attach(n, out, 0);
     av_node_release(n);
     return rc;
@@ -371,11 +359,8 @@ int av_ag_unary(av_unop op, av_tensor *out, const av_tensor *a) {
     av_node *n = av_node_new(unary_names[op], unary_backward, 1, &a, 1);
     if (!n) return av_fail("out of memory");
     n->iarg[0] = op;
-    av_tensor *da = needs_input(op) ? detached(a) : NULL, *dout = needs_output(op) ? detached(out) : NULL;
-    av_node_save(n, da);
-    av_node_save(n, dout);
-    av_release(da);
-    av_release(dout);
+    av_node_save_detached(n, needs_input(op) ? a : NULL);
+    av_node_save_detached(n, needs_output(op) ? out : NULL);
     int rc = av_node_attach(n, out, 0);
     av_node_release(n);
     return rc;
@@ -407,9 +392,7 @@ int av_ag_clamp(av_tensor *out, const av_tensor *a, double lo, double hi) {
     if (!n) return av_fail("out of memory");
     n->darg[0] = lo;
     n->darg[1] = hi;
-    av_tensor *da = detached(a);
-    av_node_save(n, da);
-    av_release(da);
+    av_node_save_detached(n, a);
     int rc = av_node_attach(n, out, 0);
     av_node_release(n);
     return rc;
@@ -432,9 +415,7 @@ int av_ag_where(av_tensor *out, const av_tensor *cond, const av_tensor *a, const
     av_node *n = av_node_new("WhereBackward", where_backward, 3, ins, 1);
     if (!n) return av_fail("out of memory");
     int rc = save_shapes(n, a, b);
-    av_tensor *dc = detached(cond);
-    av_node_save(n, dc);
-    av_release(dc);
+    av_node_save_detached(n, cond);
     if (!rc) rc = av_node_attach(n, out, 0);
     av_node_release(n);
     return rc;

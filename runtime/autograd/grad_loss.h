@@ -7,15 +7,6 @@
 #include "grad.h"
 #include "aviary/loss.h"
 
-/* grad mode off for the duration of a raw computation */
-#define LOSS_NO_GRAD(expr)                   \
-    do {                                     \
-        bool was_ = av_grad_enabled();       \
-        av_set_grad_enabled(false);          \
-        expr;                                \
-        av_set_grad_enabled(was_);           \
-    } while (0)
-
 /* ---- loss.c: linear ------------------------------------------------------------------- */
 /* y2 [rows, out] = x2 [rows, in] W^T (+ b) */
 av_tensor *av_linear_raw(const av_tensor *x2, const av_tensor *w, const av_tensor *b);

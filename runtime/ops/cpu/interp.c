@@ -320,7 +320,7 @@ av_tensor *av_interpolate(const av_tensor *x, int nsize, const int64_t *size, in
         return NULL;
     }
     av_tensor *out;
-    LOSS_NO_GRAD(out = av_interp_raw(x, &p));
+    NO_GRAD(out = av_interp_raw(x, &p));
     if (!out) return NULL;
     if (x->dtype != AV_F32 && x->dtype != AV_F64) return out; /* no gradient for other dtypes */
     return av_ag_finish(out, av_ag_interp(out, x, &p));

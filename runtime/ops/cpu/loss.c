@@ -668,7 +668,7 @@ av_tensor *av_binary_cross_entropy_with_logits(const av_tensor *input, const av_
     }
     av_tensor *pwe = NULL, *l = NULL;
     if (pos_weight && !(pwe = av_expand(pos_weight, input->ndim, input->shape))) return NULL;
-    LOSS_NO_GRAD(l = av_bce_logits_raw(input, target, pwe));
+    NO_GRAD(l = av_bce_logits_raw(input, target, pwe));
     if (l && av_ag_bce_logits(l, input, target, pos_weight)) { av_release(l); l = NULL; }
     av_release(pwe);
     if (l && weight) {

@@ -269,7 +269,7 @@ av_tensor *av_pad(const av_tensor *x, int npad, const int64_t *pad, const char *
         return NULL;
     }
     av_tensor *out;
-    LOSS_NO_GRAD(out = av_pad_raw(x, &p));
+    NO_GRAD(out = av_pad_raw(x, &p));
     if (!out) return NULL;
     if (x->dtype != AV_F32 && x->dtype != AV_F64) return out;
     return av_ag_finish(out, av_ag_pad(out, x, &p));

@@ -185,7 +185,7 @@ static av_tensor *softmax_common(const av_tensor *x, int dim, int dtype, bool lg
     }
     if (dim < 0) dim += n;
     av_tensor *out;
-    LOSS_NO_GRAD(out = av_softmax_raw(x, x->ndim ? dim : 0, lg));
+    NO_GRAD(out = av_softmax_raw(x, x->ndim ? dim : 0, lg));
     if (!out) return NULL;
     return av_ag_finish(out, av_ag_softmax(out, x, x->ndim ? dim : 0, lg));
 }
