@@ -23,3 +23,27 @@ local t0 = av.clock()
 av.matmul(a, b)
 local dt = av.clock() - t0
 print(("\n1024x1024 matmul: %.1f ms (%.0f GFLOP/s)"):format(dt * 1e3, 2 * 1024 ^ 3 / dt / 1e9))
+
+-- autograd: a linear classifier on three Gaussian clouds, trained with SGD
+local F = require "aviary.nn.functional"
+local n, classes = 300, 3
+local centers = av.tensor({{2, 0}, {-1, 1.7}, {-1, -1.7}})
+local labels = av.randint(1, classes + 1, {n})
+local points = centers:index_select(1, labels) + av.randn(n, 2) * 1.0
+local w = av.zeros(classes, 2, {requires_grad = true})
+local b = av.zeros(classes, {requires_grad = true})
+print("\ntraining a linear classifier with autograd:")
+for step = 1, 60 do
+  local logits = F.linear(points, w, b)
+  local loss = F.cross_entropy(logits, labels)
+  w.grad, b.grad = nil, nil
+  loss:backward()
+  av.no_grad(function()
+    w:sub_(w.grad * 0.5)
+    b:sub_(b.grad * 0.5)
+  end)
+  if step % 20 == 0 or step == 1 then
+    local acc = av.no_grad(function() return logits:argmax(2):eq(labels):float():mean():item() end)
+    print(("  step %2d  loss %.4f  accuracy %.1f%%"):format(step, loss:item(), acc * 100))
+  end
+end
