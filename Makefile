@@ -129,7 +129,7 @@ install: all
 	install -d $(PREFIX)/lib $(PREFIX)/bin $(PREFIX)/share/lua/5.4/aviary $(PREFIX)/lib/lua/5.4/aviary
 	install -m 755 $(LIB) $(PREFIX)/lib/
 	install -m 755 $(MOD) $(PREFIX)/lib/lua/5.4/aviary/
-	install -m 644 lua/aviary/*.lua $(PREFIX)/share/lua/5.4/aviary/
+	cd lua && find aviary -name '*.lua' -exec install -D -m 644 {} $(PREFIX)/share/lua/5.4/{} \;
 	install -m 755 $(HOST) $(PREFIX)/bin/aviary
 	@echo "installed into $(PREFIX); stock lua5.4 finds aviary when $(PREFIX) is on its search path"
 

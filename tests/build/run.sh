@@ -32,4 +32,4 @@ check "installed aviary runs from its prefix" bash -c \
   "cd / && env -u LUA_PATH -u LUA_CPATH '$prefix/bin/aviary' -e 'print(av.arange(3):sum():item())' | grep -qx 3"
 check "stock lua5.4 loads the installed module" bash -c \
   "cd / && LUA_PATH='$prefix/share/lua/5.4/?.lua;$prefix/share/lua/5.4/?/init.lua;;' LUA_CPATH='$prefix/lib/lua/5.4/?.so;;' \
-   lua5.4 -e 'local av = require \"aviary\"; assert(av.zeros(3):numel() == 3)'"
+   lua5.4 -e 'local av = require \"aviary\"; assert(av.zeros(3):numel() == 3); require \"aviary.nn.functional\"; require \"aviary.optim.lr_scheduler\"'"
