@@ -64,6 +64,12 @@ void lav_setfuncs2(lua_State *L, int mod, int methods, const luaL_Reg *regs);
 int lav_tostring(lua_State *L);
 /* options-table helpers: the table at idx if it is one, else 0 */
 int lav_opts(lua_State *L, int idx);
+/* the options table at idx, 0 when none/nil; raises on any other value */
+int lav_opts_at(lua_State *L, int idx);
+/* raises on a key of the options table tbl not in `allowed` (NULL-terminated), listing the valid ones */
+void lav_check_keys(lua_State *L, int tbl, const char *const *allowed);
+/* raises on a non-nil argument after position `last` */
+void lav_no_args_after(lua_State *L, int last);
 bool lav_opt_bool(lua_State *L, int tbl, const char *key, bool def);
 double lav_opt_number(lua_State *L, int tbl, const char *key, double def);
 /* reads an index tensor argument (tensor or Lua table of 1-based integers)

@@ -15,21 +15,6 @@
 
 static const char *const conv_keys[] = {"stride", "padding", "dilation", "groups", NULL};
 
-static void check_keys(lua_State *L, int tbl) {
-    if (!tbl) return;
-    lua_pushnil(L);
-    while (lua_next(L, tbl)) {
-        lua_pop(L, 1);
-        if (lua_type(L, -1) != LUA_TSTRING)
-            lav_error(L, "options table has a non-string key (%s); options are named, e.g. {stride = 2}",
-                      luaL_typename(L, -1));
-        const char *k = lua_tostring(L, -1);
-        bool ok = false;
-        for (int i = 0; conv_keys[i]; i++) ok = ok || !strcmp(k, conv_keys[i]);
-        if (!ok) lav_error(L, "unknown option '%s' (options: stride, padding, dilation, groups)", k);
-    }
-}
-
 /* the value at the top of the stack as an integer or a pair {h, w} (pops it) */
 static void read_pair(lua_State *L, const char *key, int64_t v[2]) {
     int top = lua_gettop(L);
@@ -55,7 +40,7 @@ static void read_pair(lua_State *L, const char *key, int64_t v[2]) {
 static void read_args(lua_State *L, int tbl, int64_t wk_h, int64_t wk_w, av_conv2d_args *a) {
     *a = (av_conv2d_args){{1, 1}, {0, 0}, {0, 0}, {1, 1}, 1};
     if (!tbl) return;
-    check_keys(L, tbl);
+    lav_check_keys(L, tbl, conv_keys);
     lua_getfield(L, tbl, "stride");
     if (lua_isnil(L, -1)) lua_pop(L, 1);
     else read_pair(L, "stride", a->stride);
@@ -97,19 +82,6 @@ static void read_args(lua_State *L, int tbl, int64_t wk_h, int64_t wk_w, av_conv
     }
 }
 
-/* the options table at idx (none or nil: 0) */
-static int opts_at(lua_State *L, int idx) {
-    if (lua_isnoneornil(L, idx)) return 0;
-    int t = lav_opts(L, idx);
-    if (!t) lav_error(L, "expected an options table as argument %d, got %s", idx, luaL_typename(L, idx));
-    return t;
-}
-
-static void no_args_after(lua_State *L, int last) {
-    for (int i = last + 1, top = lua_gettop(L); i <= top; i++)
-        if (!lua_isnil(L, i)) lav_error(L, "unexpected argument %d (%s)", i, luaL_typename(L, i));
-}
-
 /* kernel sizes of a weight for 'same' (0 when it is not 4-d: the C check reports that) */
 static void kernel_of(const av_tensor *w, int64_t *kh, int64_t *kw) {
     *kh = w->ndim == 4 ? w->shape[2] : 1;
@@ -121,14 +93,14 @@ static int f_conv2d(lua_State *L) {
     int o;
     if (lav_is_tensor(L, 3)) {
         b = lav_check_tensor(L, 3);
-        o = opts_at(L, 4);
-        no_args_after(L, 4);
+        o = lav_opts_at(L, 4);
+        lav_no_args_after(L, 4);
     } else if (lua_isnoneornil(L, 3)) {
-        o = opts_at(L, 4);
-        no_args_after(L, 4);
+        o = lav_opts_at(L, 4);
+        lav_no_args_after(L, 4);
     } else if (lua_istable(L, 3)) { /* conv2d(x, w, {stride = 2}): no bias */
-        o = opts_at(L, 3);
-        no_args_after(L, 3);
+        o = lav_opts_at(L, 3);
+        lav_no_args_after(L, 3);
     } else {
         return lav_error(L, "expected a bias tensor, nil or an options table as argument 3, got %s",
                          luaL_typename(L, 3));
@@ -150,8 +122,8 @@ static int f_conv2d_input(lua_State *L) {
     int64_t s[AV_MAX_DIMS];
     int n = read_size(L, 1, s);
     av_tensor *w = lav_check_tensor(L, 2), *gy = lav_check_tensor(L, 3);
-    int o = opts_at(L, 4);
-    no_args_after(L, 4);
+    int o = lav_opts_at(L, 4);
+    lav_no_args_after(L, 4);
     int64_t kh, kw;
     kernel_of(w, &kh, &kw);
     av_conv2d_args a;
@@ -164,8 +136,8 @@ static int f_conv2d_weight(lua_State *L) {
     int64_t s[AV_MAX_DIMS];
     int n = read_size(L, 2, s);
     av_tensor *gy = lav_check_tensor(L, 3);
-    int o = opts_at(L, 4);
-    no_args_after(L, 4);
+    int o = lav_opts_at(L, 4);
+    lav_no_args_after(L, 4);
     av_conv2d_args a;
     read_args(L, o, n == 4 ? s[2] : 1, n == 4 ? s[3] : 1, &a);
     return lav_push(L, av_conv2d_weight_grad(x, n, s, gy, &a));

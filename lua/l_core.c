@@ -222,6 +222,40 @@ av_tensor *lav_check_index(lua_State *L, int idx) {
     return r;
 }
 
+void lav_check_keys(lua_State *L, int tbl, const char *const *allowed) {
+    if (!tbl) return;
+    lua_pushnil(L);
+    while (lua_next(L, tbl)) {
+        lua_pop(L, 1);
+        if (lua_type(L, -1) != LUA_TSTRING)
+            lav_error(L, "options table has a non-string key (%s); options are named, e.g. {stride = 2}",
+                      luaL_typename(L, -1));
+        const char *k = lua_tostring(L, -1);
+        bool ok = false;
+        for (int i = 0; allowed[i] && !ok; i++) ok = !strcmp(k, allowed[i]);
+        if (!ok) {
+            char list[256] = "";
+            for (int i = 0; allowed[i]; i++) {
+                strncat(list, i ? ", " : "", sizeof list - strlen(list) - 1);
+                strncat(list, allowed[i], sizeof list - strlen(list) - 1);
+            }
+            lav_error(L, "unknown option '%s' (options: %s)", k, list);
+        }
+    }
+}
+
+int lav_opts_at(lua_State *L, int idx) {
+    if (lua_isnoneornil(L, idx)) return 0;
+    int t = lav_opts(L, idx);
+    if (!t) lav_error(L, "expected an options table as argument %d, got %s", idx, luaL_typename(L, idx));
+    return t;
+}
+
+void lav_no_args_after(lua_State *L, int last) {
+    for (int i = last + 1, top = lua_gettop(L); i <= top; i++)
+        if (!lua_isnil(L, i)) lav_error(L, "unexpected argument %d (%s)", i, luaL_typename(L, i));
+}
+
 void lav_setfuncs(lua_State *L, int tbl, const luaL_Reg *regs) {
     for (; regs->name; regs++) {
         lua_pushcfunction(L, regs->func);

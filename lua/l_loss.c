@@ -13,32 +13,6 @@
 #include "binding.h"
 #include "aviary/loss.h"
 
-/* raises on keys of the options table outside `allowed` (NULL-terminated) */
-static void check_keys(lua_State *L, int tbl, const char *const *allowed) {
-    if (!tbl) return;
-    lua_pushnil(L);
-    while (lua_next(L, tbl)) {
-        lua_pop(L, 1);
-        bool ok = false;
-        if (lua_type(L, -1) == LUA_TSTRING) {
-            const char *k = lua_tostring(L, -1);
-            for (const char *const *a = allowed; *a; a++)
-                if (!strcmp(k, *a)) { ok = true; break; }
-        }
-        if (!ok) {
-            char list[256] = "";
-            for (const char *const *a = allowed; *a; a++) {
-                if (a != allowed) strncat(list, ", ", sizeof list - strlen(list) - 1);
-                strncat(list, *a, sizeof list - strlen(list) - 1);
-            }
-            if (lua_type(L, -1) == LUA_TSTRING)
-                lav_error(L, "unknown option '%s' (expected %s)", lua_tostring(L, -1), list);
-            else
-                lav_error(L, "the options table may only have named fields (%s), got a %s key", list,
-                          luaL_typename(L, -1));
-        }
-    }
-}
 
 /* the tensor in field `key` of tbl, or NULL when absent */
 static av_tensor *opt_tensor(lua_State *L, int tbl, const char *key) {
@@ -133,7 +107,7 @@ static int softmax_common(lua_State *L, bool lg) {
         opts = trailing_opts(L, 2, "dim, dtype");
     }
     static const char *const keys[] = {"dim", "dtype", NULL};
-    check_keys(L, opts, keys);
+    lav_check_keys(L, opts, keys);
     if (opts) {
         lua_getfield(L, opts, "dim");
         if (!lua_isnil(L, -1)) {
@@ -161,7 +135,7 @@ static int nll_common(lua_State *L, bool fused) {
     int o = trailing_opts(L, 3, fused ? "weight, ignore_index, reduction, label_smoothing" : "weight, ignore_index, reduction");
     static const char *const ce_keys[] = {"weight", "ignore_index", "reduction", "label_smoothing", NULL};
     static const char *const nll_keys[] = {"weight", "ignore_index", "reduction", NULL};
-    check_keys(L, o, fused ? ce_keys : nll_keys);
+    lav_check_keys(L, o, fused ? ce_keys : nll_keys);
     av_tensor *w = opt_tensor(L, o, "weight");
     lua_Integer ignore = opt_integer(L, o, "ignore_index", -100);
     av_reduction red = opt_reduction(L, o);
@@ -178,7 +152,7 @@ static int f_bce_logits(lua_State *L) {
     av_tensor *x = lav_check_tensor(L, 1), *t = lav_check_tensor(L, 2);
     int o = trailing_opts(L, 3, "weight, pos_weight, reduction");
     static const char *const keys[] = {"weight", "pos_weight", "reduction", NULL};
-    check_keys(L, o, keys);
+    lav_check_keys(L, o, keys);
     av_tensor *w = opt_tensor(L, o, "weight"), *pw = opt_tensor(L, o, "pos_weight");
     return lav_push(L, av_binary_cross_entropy_with_logits(x, t, w, pw, opt_reduction(L, o)));
 }
@@ -187,7 +161,7 @@ static int pointwise(lua_State *L, bool mse) {
     av_tensor *x = lav_check_tensor(L, 1), *t = lav_check_tensor(L, 2);
     int o = trailing_opts(L, 3, "reduction");
     static const char *const keys[] = {"reduction", NULL};
-    check_keys(L, o, keys);
+    lav_check_keys(L, o, keys);
     av_reduction r = opt_reduction(L, o);
     return lav_push(L, mse ? av_mse_loss(x, t, r) : av_l1_loss(x, t, r));
 }
@@ -242,7 +216,7 @@ static int f_interpolate(lua_State *L) {
         o = trailing_opts(L, 2, "size, scale_factor, mode, align_corners, recompute_scale_factor");
     }
     static const char *const keys[] = {"size", "scale_factor", "mode", "align_corners", "recompute_scale_factor", NULL};
-    check_keys(L, o, keys);
+    lav_check_keys(L, o, keys);
     if (o) {
         lua_getfield(L, o, "size");
         if (!lua_isnil(L, -1)) {
@@ -302,7 +276,7 @@ static int f_pad(lua_State *L) {
     } else {
         o = trailing_opts(L, 3, "mode, value");
         static const char *const keys[] = {"mode", "value", NULL};
-        check_keys(L, o, keys);
+        lav_check_keys(L, o, keys);
         mode = opt_string(L, o, "mode", "constant");
         value = lav_opt_number(L, o, "value", 0);
     }

@@ -12,45 +12,6 @@
 #include "binding.h"
 #include "aviary/nn_ops.h"
 
-/* ---- argument helpers ------------------------------------------------------------------ */
-/* raises on a key of the options table at tbl that is not in `allowed` (NULL-terminated) */
-static void check_keys(lua_State *L, int tbl, const char *const *allowed) {
-    if (!tbl) return;
-    lua_pushnil(L);
-    while (lua_next(L, tbl)) {
-        lua_pop(L, 1);
-        bool ok = false;
-        if (lua_type(L, -1) == LUA_TSTRING) {
-            const char *k = lua_tostring(L, -1);
-            for (int i = 0; allowed[i]; i++)
-                if (!strcmp(k, allowed[i])) ok = true;
-            if (!ok) {
-                char list[256] = "";
-                for (int i = 0; allowed[i]; i++) {
-                    strncat(list, i ? ", " : "", sizeof list - strlen(list) - 1);
-                    strncat(list, allowed[i], sizeof list - strlen(list) - 1);
-                }
-                lav_error(L, "unknown option '%s' (options: %s)", k, list);
-            }
-        } else {
-            lav_error(L, "options table has a non-string key (%s); options are named, e.g. {stride = 2}",
-                      luaL_typename(L, -1));
-        }
-    }
-}
-
-/* the options table at idx, 0 when idx is none/nil; raises on anything else */
-static int opts_at(lua_State *L, int idx) {
-    if (lua_isnoneornil(L, idx)) return 0;
-    int t = lav_opts(L, idx);
-    if (!t) lav_error(L, "expected an options table as argument %d, got %s", idx, luaL_typename(L, idx));
-    return t;
-}
-
-static void no_args_after(lua_State *L, int last) {
-    for (int i = last + 1, top = lua_gettop(L); i <= top; i++)
-        if (!lua_isnil(L, i)) lav_error(L, "unexpected argument %d (%s)", i, luaL_typename(L, i));
-}
 
 static void reject_inplace(lua_State *L, int tbl) {
     if (lav_opt_bool(L, tbl, "inplace", false))
@@ -124,8 +85,8 @@ static int l_batch_norm(lua_State *L) {
             lav_error(L, "%s (argument %d) must be a tensor or nil, got %s", names[i - 2], i, luaL_typename(L, i));
         }
     }
-    no_args_after(L, o ? i : 6);
-    check_keys(L, o, keys);
+    lav_no_args_after(L, o ? i : 6);
+    lav_check_keys(L, o, keys);
     bool training = lav_opt_bool(L, o, "training", false);
     double momentum = lav_opt_number(L, o, "momentum", 0.1);
     double eps = lav_opt_number(L, o, "eps", 1e-5);
@@ -143,11 +104,11 @@ static int activation(lua_State *L, av_act act, const char *key, double def, con
         last = 2;
         if (key2 && lua_type(L, 3) == LUA_TNUMBER) { b = lua_tonumber(L, 3); last = 3; }
     }
-    o = opts_at(L, last + 1);
+    o = lav_opts_at(L, last + 1);
     if (o) last++;
-    no_args_after(L, last);
+    lav_no_args_after(L, last);
     const char *keys[4] = {"inplace", key, key2, NULL};
-    check_keys(L, o, keys);
+    lav_check_keys(L, o, keys);
     reject_inplace(L, o);
     if (key) a = lav_opt_number(L, o, key, a);
     if (key2) b = lav_opt_number(L, o, key2, b);
@@ -170,9 +131,9 @@ static int l_gelu(lua_State *L) {
     if (lua_type(L, 2) == LUA_TSTRING) {
         snprintf(mode, sizeof mode, "%s", lua_tostring(L, 2));
         last = 2;
-    } else if ((o = opts_at(L, 2)) != 0) {
+    } else if ((o = lav_opts_at(L, 2)) != 0) {
         last = 2;
-        check_keys(L, o, keys);
+        lav_check_keys(L, o, keys);
         lua_getfield(L, o, "approximate");
         if (!lua_isnil(L, -1)) {
             if (lua_type(L, -1) != LUA_TSTRING)
@@ -181,7 +142,7 @@ static int l_gelu(lua_State *L) {
         }
         lua_pop(L, 1);
     }
-    no_args_after(L, last);
+    lav_no_args_after(L, last);
     bool tanh_mode = !strcmp(mode, "tanh");
     if (!tanh_mode && strcmp(mode, "none"))
         return lav_error(L, "approximate must be 'none' or 'tanh', got '%s'", mode);
@@ -202,9 +163,9 @@ static int l_max_pool2d(lua_State *L) {
     if (lua_isnoneornil(L, 2)) return lav_error(L, "missing kernel_size (argument 2): an integer or a pair {h, w}");
     int64_t k[2];
     check_pair(L, 2, "kernel_size", k);
-    int o = opts_at(L, 3);
-    no_args_after(L, 3);
-    check_keys(L, o, keys);
+    int o = lav_opts_at(L, 3);
+    lav_no_args_after(L, 3);
+    lav_check_keys(L, o, keys);
     av_pool2d_opts po;
     av_pool2d_opts_init(&po, k[0], k[1]);
     opt_pair(L, o, "stride", po.stride);
@@ -223,9 +184,9 @@ static int l_avg_pool2d(lua_State *L) {
     if (lua_isnoneornil(L, 2)) return lav_error(L, "missing kernel_size (argument 2): an integer or a pair {h, w}");
     int64_t k[2];
     check_pair(L, 2, "kernel_size", k);
-    int o = opts_at(L, 3);
-    no_args_after(L, 3);
-    check_keys(L, o, keys);
+    int o = lav_opts_at(L, 3);
+    lav_no_args_after(L, 3);
+    lav_check_keys(L, o, keys);
     av_pool2d_opts po;
     av_pool2d_opts_init(&po, k[0], k[1]);
     opt_pair(L, o, "stride", po.stride);
@@ -253,7 +214,7 @@ static int l_adaptive_avg_pool2d(lua_State *L) {
     av_tensor *x = lav_check_tensor(L, 1);
     int64_t os[2];
     output_size(L, os);
-    no_args_after(L, 2);
+    lav_no_args_after(L, 2);
     return lav_push(L, av_adaptive_avg_pool2d(x, os[0], os[1]));
 }
 
@@ -262,9 +223,9 @@ static int l_adaptive_max_pool2d(lua_State *L) {
     av_tensor *x = lav_check_tensor(L, 1);
     int64_t os[2];
     output_size(L, os);
-    int o = opts_at(L, 3);
-    no_args_after(L, 3);
-    check_keys(L, o, keys);
+    int o = lav_opts_at(L, 3);
+    lav_no_args_after(L, 3);
+    lav_check_keys(L, o, keys);
     bool ri = lav_opt_bool(L, o, "return_indices", false);
     av_tensor *idx = NULL;
     av_tensor *out = av_adaptive_max_pool2d(x, os[0], os[1], ri ? &idx : NULL);
@@ -279,10 +240,10 @@ static int l_dropout(lua_State *L) {
     double p = 0.5;
     int last = 1;
     if (lua_type(L, 2) == LUA_TNUMBER) { p = lua_tonumber(L, 2); last = 2; }
-    int o = opts_at(L, last + 1);
+    int o = lav_opts_at(L, last + 1);
     if (o) last++;
-    no_args_after(L, last);
-    check_keys(L, o, keys);
+    lav_no_args_after(L, last);
+    lav_check_keys(L, o, keys);
     reject_inplace(L, o);
     p = lav_opt_number(L, o, "p", p);
     bool training = lav_opt_bool(L, o, "training", true);
