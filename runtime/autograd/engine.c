@@ -214,6 +214,13 @@ int av_node_attach(av_node *n, av_tensor *out, int k) {
     return 0;
 }
 
+int av_node_finish(av_node *n, av_tensor *out) {
+    if (!n) return av_fail("out of memory");
+    int rc = av_node_attach(n, out, 0);
+    av_node_release(n);
+    return rc;
+}
+
 static void release_saved(av_node *n) {
     for (int i = 0; i < n->n_saved; i++) av_release(n->saved[i]);
     free(n->saved);

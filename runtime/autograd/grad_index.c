@@ -10,12 +10,6 @@ static void set_shape(av_node *n, const av_tensor *t) {
     memcpy(n->shape, t->shape, sizeof(int64_t) * t->ndim);
     n->dtype = t->dtype;
 }
-static int attach(av_node *n, av_tensor *out) {
-    if (!n) return av_fail("out of memory");
-    int rc = av_node_attach(n, out, 0);
-    av_node_release(n);
-    return rc;
-}
 /* ---- cat and stack ------------------------------------------------------------ */
 /* iarg[0] = dim, iarg[1] = stack?; extra = sizes along dim of each input */
 static int cat_backward(av_node *n, av_tensor *const *gout, av_tensor **gin) {
@@ -44,7 +38,7 @@ static av_tensor *join(bool stack, int n, av_tensor *const *ts, int dim) {
     node->iarg[0] = d;
     node->iarg[1] = stack;
     node->extra = sizes;
-    return av_ag_finish(out, attach(node, out));
+    return av_ag_finish(out, av_node_finish(node, out));
 }
 av_tensor *av_cat(int n, av_tensor *const *ts, int dim) { return join(false, n, ts, dim); }
 av_tensor *av_stack(int n, av_tensor *const *ts, int dim) { return join(true, n, ts, dim); }
@@ -84,7 +78,7 @@ static av_tensor *gather_like(bool select, const av_tensor *t, int dim, const av
         av_node_save(n, ix);
         av_release(ix);
     }
-    return av_ag_finish(out, attach(n, out));
+    return av_ag_finish(out, av_node_finish(n, out));
 }
 av_tensor *av_index_select(const av_tensor *t, int dim, const av_tensor *index) { return gather_like(true, t, dim, index); }
 av_tensor *av_gather(const av_tensor *t, int dim, const av_tensor *index) { return gather_like(false, t, dim, index); }
@@ -141,7 +135,7 @@ av_tensor *av_scatter(const av_tensor *t, int dim, const av_tensor *index, const
         av_node_save(n, ix);
         av_release(ix);
     }
-    return av_ag_finish(out, attach(n, out));
+    return av_ag_finish(out, av_node_finish(n, out));
 }
 
 /* ---- masked_fill, masked_select ---------------------------------------------------------- */
@@ -163,7 +157,7 @@ av_tensor *av_masked_fill(const av_tensor *t, const av_tensor *mask, double valu
         set_shape(n, t);
         av_node_save_detached(n, mask);
     }
-    return av_ag_finish(out, attach(n, out));
+    return av_ag_finish(out, av_node_finish(n, out));
 }
 
 /* the selected gradient values go back to the masked places, in order */
@@ -202,5 +196,5 @@ av_tensor *av_masked_select(const av_tensor *t, const av_tensor *mask) {
         av_node_save(n, m);
         av_release(m);
     }
-    return av_ag_finish(out, attach(n, out));
+    return av_ag_finish(out, av_node_finish(n, out));
 }

@@ -7,13 +7,6 @@
 #include <string.h>
 #include "grad_loss.h"
 
-static int attach(av_node *n, av_tensor *out) {
-    if (!n) return av_fail("out of memory");
-    int rc = av_node_attach(n, out, 0);
-    av_node_release(n);
-    return rc;
-}
-
 static void keep_shape(av_node *n, const av_tensor *t) {
     n->ndim = t->ndim;
     memcpy(n->shape, t->shape, sizeof(int64_t) * t->ndim);
@@ -48,7 +41,7 @@ int av_ag_linear(av_tensor *out, const av_tensor *x, const av_tensor *w, const a
     keep_shape(n, x);
     av_node_save_detached(n, x2);
     av_node_save_detached(n, w);
-    return attach(n, out);
+    return av_node_finish(n, out);
 }
 
 /* ---- softmax, log_softmax ------------------------------------------------------------- */
@@ -66,7 +59,7 @@ int av_ag_softmax(av_tensor *out, const av_tensor *x, int dim, bool log) {
     n->iarg[0] = dim;
     n->iarg[1] = log;
     av_node_save_detached(n, out);
-    return attach(n, out);
+    return av_node_finish(n, out);
 }
 
 /* ---- cross entropy, nll_loss ----------------------------------------------------------------- */
@@ -122,7 +115,7 @@ int av_ag_nll(av_tensor *out, const av_nll_problem *p, const av_tensor *input_or
     av_node_save(n, p->target); /* never requires grad */
     av_node_save_detached(n, p->weight);
     av_node_save(n, lse);
-    return attach(n, out);
+    return av_node_finish(n, out);
 }
 
 /* ---- binary cross entropy with logits ---------------------------------------------------- */
@@ -178,7 +171,7 @@ int av_ag_bce_logits(av_tensor *out, const av_tensor *x, const av_tensor *t, con
     av_node_save_detached(n, x);
     av_node_save_detached(n, t);
     av_node_save_detached(n, pw);
-    return attach(n, out);
+    return av_node_finish(n, out);
 }
 
 /* ---- interpolate ---------------------------------------------------------------------------- */
@@ -197,7 +190,7 @@ int av_ag_interp(av_tensor *out, const av_tensor *x, const av_interp_params *p) 
     if (!n) { free(copy); return av_fail("out of memory"); }
     n->extra = copy;
     keep_shape(n, x);
-    return attach(n, out);
+    return av_node_finish(n, out);
 }
 
 /* ---- pad ----------------------------------------------------------------------------------- */
@@ -217,5 +210,5 @@ int av_ag_pad(av_tensor *out, const av_tensor *x, const av_pad_params *p) {
     if (!n) { free(copy); return av_fail("out of memory"); }
     n->extra = copy;
     keep_shape(n, x);
-    return attach(n, out);
+    return av_node_finish(n, out);
 }

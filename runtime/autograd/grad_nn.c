@@ -17,12 +17,6 @@
         av_set_grad_enabled(was_);           \
     } while (0)
 
-static int attach(av_node *n, av_tensor *out) {
-    if (!n) return av_fail("out of memory");
-    int rc = av_node_attach(n, out, 0);
-    av_node_release(n);
-    return rc;
-}
 static void keep_shape(av_node *n, const av_tensor *t) {
     n->ndim = t->ndim;
     memcpy(n->shape, t->shape, sizeof(int64_t) * (size_t)t->ndim);
@@ -105,7 +99,7 @@ av_tensor *av_batch_norm(const av_tensor *input, av_tensor *running_mean, av_ten
     n->iarg[0] = training;
     keep_shape(n, input);
     av_node_save_detached(n, input);
-    return av_ag_finish(out, attach(n, out));
+    return av_ag_finish(out, av_node_finish(n, out));
 }
 
 /* ---- activations ----------------------------------------------------------------------------- */
@@ -134,7 +128,7 @@ av_tensor *av_activation(av_act act, const av_tensor *x, double a, double b) {
         n->darg[1] = b;
         av_node_save_detached(n, x);
     }
-    return av_ag_finish(out, attach(n, out));
+    return av_ag_finish(out, av_node_finish(n, out));
 }
 
 av_tensor *av_leaky_relu(const av_tensor *x, double slope) { return av_activation(AV_ACT_LEAKY_RELU, x, slope, 0); }
@@ -166,7 +160,7 @@ static av_tensor *record_maxpool(const char *name, const av_tensor *x, av_tensor
         keep_shape(n, x);
         av_node_save(n, idx);
     }
-    out = av_ag_finish(out, attach(n, out));
+    out = av_ag_finish(out, av_node_finish(n, out));
     if (!out || !indices) av_release(idx);
     else *indices = idx;
     return out;
@@ -216,7 +210,7 @@ av_tensor *av_avg_pool2d(const av_tensor *x, const av_pool2d_opts *o) {
     } else {
         free(copy);
     }
-    return av_ag_finish(out, attach(n, out));
+    return av_ag_finish(out, av_node_finish(n, out));
 }
 
 static int adavg_backward(av_node *n, av_tensor *const *gout, av_tensor **gin) {
@@ -230,7 +224,7 @@ av_tensor *av_adaptive_avg_pool2d(const av_tensor *x, int64_t oh, int64_t ow) {
     if (!out || !av_should_record(1, &x)) return out;
     av_node *n = av_node_new("AdaptiveAvgPool2DBackward", adavg_backward, 1, &x, 1);
     if (n) keep_shape(n, x);
-    return av_ag_finish(out, attach(n, out));
+    return av_ag_finish(out, av_node_finish(n, out));
 }
 
 /* ---- dropout --------------------------------------------------------------------------------- */
@@ -257,5 +251,5 @@ av_tensor *av_dropout(const av_tensor *x, double p, bool training) {
     av_node *n = av_node_new("DropoutBackward", dropout_backward, 1, &x, 1);
     if (n) av_node_save(n, mask);
     av_release(mask);
-    return av_ag_finish(out, attach(n, out));
+    return av_ag_finish(out, av_node_finish(n, out));
 }

@@ -43,13 +43,6 @@ static av_node *new_node(const char *name, av_backward_fn fn, const av_tensor *t
     n->iarg[2] = keepdim;
     return n;
 }
-static int attach(av_node *n, av_tensor *out, int k) {
-    if (!n) return av_fail("out of memory");
-    int rc = av_node_attach(n, out, k);
-    av_node_release(n);
-    return rc;
-}
-
 /* ---- sum, mean, prod, max, min --------------------------------------------------- */
 static int reduce_backward(av_node *n, av_tensor *const *gout, av_tensor **gin) {
     av_redop op = (av_redop)n->iarg[0];
@@ -112,7 +105,7 @@ av_tensor *av_reduce(av_redop op, const av_tensor *t, int ndims, const int *dims
         av_node_save_detached(n, t);
         av_node_save_detached(n, out);
     }
-    return av_ag_finish(out, attach(n, out, 0));
+    return av_ag_finish(out, av_node_finish(n, out));
 }
 
 /* ---- max/min over a dim with indices ------------------------------------------------- */
@@ -142,7 +135,7 @@ static int record_indexed(const char *name, const av_tensor *t, unsigned mask, b
         n->iarg[3] = d;
         av_node_save(n, *indices);
     }
-    if (attach(n, *values, 0)) {
+    if (av_node_finish(n, *values)) {
         av_release(*values);
         av_release(*indices);
         *values = *indices = NULL;
@@ -213,7 +206,7 @@ static av_tensor *var_std(bool is_std, const av_tensor *t, int ndims, const int 
         av_node_save_detached(n, t);
         av_node_save_detached(n, out);
     }
-    return av_ag_finish(out, attach(n, out, 0));
+    return av_ag_finish(out, av_node_finish(n, out));
 }
 av_tensor *av_var(const av_tensor *t, int ndims, const int *dims, int64_t correction, bool keepdim) {
     return var_std(false, t, ndims, dims, correction, keepdim);
@@ -266,7 +259,7 @@ av_tensor *av_norm(const av_tensor *t, double p, int ndims, const int *dims, boo
         av_node_save_detached(n, t);
         av_node_save_detached(n, out);
     }
-    return av_ag_finish(out, attach(n, out, 0));
+    return av_ag_finish(out, av_node_finish(n, out));
 }
 
 /* ---- cumsum, cumprod ---------------------------------------------------------------------- */
@@ -298,7 +291,7 @@ static av_tensor *cum(bool prod, const av_tensor *t, int dim) {
         n->iarg[3] = t->ndim ? (dim < 0 ? dim + t->ndim : dim) : 0;
         if (prod) { av_node_save_detached(n, t); av_node_save_detached(n, out); }
     }
-    return av_ag_finish(out, attach(n, out, 0));
+    return av_ag_finish(out, av_node_finish(n, out));
 }
 av_tensor *av_cumsum(const av_tensor *t, int dim) { return cum(false, t, dim); }
 av_tensor *av_cumprod(const av_tensor *t, int dim) { return cum(true, t, dim); }

@@ -110,6 +110,9 @@ void av_node_save_detached(av_node *n, const av_tensor *t);
 /* makes node the grad_fn of out (output number k); takes no reference from caller */
 int av_node_attach(av_node *n, av_tensor *out, int k);
 void av_node_release(av_node *n);
+/* attaches n as out's grad_fn (output 0) and drops the creator's reference;
+ * a NULL node (allocation failed) is reported as out of memory */
+int av_node_finish(av_node *n, av_tensor *out);
 /* a saved tensor for use in backward; fails if it was modified in place */
 const av_tensor *av_node_saved(av_node *n, int i);
 /* marks an in-place write to t's storage */
