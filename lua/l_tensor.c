@@ -194,6 +194,14 @@ static int l_initial_seed(lua_State *L) {
     lua_pushinteger(L, (lua_Integer)av_initial_seed());
     return 1;
 }
+static int l_get_rng_state(lua_State *L) {
+    return lav_push(L, av_get_rng_state());
+}
+static int l_set_rng_state(lua_State *L) {
+    av_tensor *t = lav_check_tensor(L, 1);
+    lav_check_rc(L, av_set_rng_state(t));
+    return 0;
+}
 static int l_set_num_threads(lua_State *L) {
     lua_Integer n = luaL_checkinteger(L, 1);
     if (n < 1) lav_error(L, "thread count must be >= 1, got %lld", (long long)n);
@@ -561,6 +569,7 @@ void lav_open_tensor(lua_State *L, int mod, int methods) {
         {"zeros_like", l_zeros_like}, {"ones_like", l_ones_like}, {"empty_like", l_empty_like},
         {"rand_like", l_rand_like}, {"randn_like", l_randn_like}, {"full_like", l_full_like},
         {"manual_seed", l_manual_seed}, {"initial_seed", l_initial_seed},
+        {"get_rng_state", l_get_rng_state}, {"set_rng_state", l_set_rng_state},
         {"set_num_threads", l_set_num_threads}, {"get_num_threads", l_get_num_threads},
         {"is_tensor", l_is_tensor}, {"clock", l_clock},
         {"_cuda_device_count", l_cuda_device_count}, {"_cuda_compiled", l_cuda_compiled}, {NULL, NULL}};

@@ -6,32 +6,8 @@ local av = require "aviary"
 
 local optim = {}
 
--- Levenshtein distance; used to suggest the option the caller probably meant.
-local function distance(a, b)
-  local prev = {}
-  for j = 0, #b do prev[j] = j end
-  for i = 1, #a do
-    local cur = {[0] = i}
-    for j = 1, #b do
-      local cost = a:sub(i, i) == b:sub(j, j) and 0 or 1
-      cur[j] = math.min(prev[j] + 1, cur[j - 1] + 1, prev[j - 1] + cost)
-    end
-    prev = cur
-  end
-  return prev[#b]
-end
-
-local function nearest(name, valid)
-  local best, bd = nil, math.huge
-  local keys = {}
-  for k in pairs(valid) do keys[#keys + 1] = k end
-  table.sort(keys) -- deterministic choice between equally close names
-  for _, k in ipairs(keys) do
-    local d = distance(name, k)
-    if d < bd then best, bd = k, d end
-  end
-  return best
-end
+-- the option the caller probably meant, for "did you mean" messages
+local nearest = require("aviary.util").nearest
 
 -- Fills opts from defaults and rejects names that are not options, so a typo
 -- such as `moementum` fails loudly instead of silently training without it.

@@ -13,6 +13,43 @@ static uint64_t g_offset = 0; /* counters consumed so far */
 void av_manual_seed(uint64_t seed) { g_seed = seed; g_offset = 0; }
 uint64_t av_initial_seed(void) { return g_seed; }
 
+/* The whole generator state is (seed, offset): 16 bytes, each u64 little-endian. */
+#define AV_RNG_STATE_BYTES 16
+
+av_tensor *av_get_rng_state(void) {
+    uint8_t b[AV_RNG_STATE_BYTES];
+    for (int i = 0; i < 8; i++) {
+        b[i] = (uint8_t)(g_seed >> (8 * i));
+        b[8 + i] = (uint8_t)(g_offset >> (8 * i));
+    }
+    int64_t n = AV_RNG_STATE_BYTES;
+    return av_from_data(1, &n, AV_U8, b);
+}
+
+int av_set_rng_state(const av_tensor *t) {
+    if (!t) return av_fail("set_rng_state: expected a tensor, got NULL");
+    if (t->dtype != AV_U8)
+        return av_fail("set_rng_state: expected a uint8 tensor of %d elements (from get_rng_state), got dtype %s",
+                       AV_RNG_STATE_BYTES, av_dtype_name(t->dtype));
+    if (av_numel(t) != AV_RNG_STATE_BYTES)
+        return av_fail("set_rng_state: expected a uint8 tensor of %d elements (from get_rng_state), got %lld elements",
+                       AV_RNG_STATE_BYTES, (long long)av_numel(t));
+    if (t->storage->device.type != AV_CPU)
+        return av_fail("set_rng_state: expected a CPU tensor");
+    av_tensor *c = av_contiguous(t);
+    if (!c) return -1;
+    const uint8_t *b = (const uint8_t *)av_data(c);
+    uint64_t seed = 0, offset = 0;
+    for (int i = 0; i < 8; i++) {
+        seed |= (uint64_t)b[i] << (8 * i);
+        offset |= (uint64_t)b[8 + i] << (8 * i);
+    }
+    av_release(c);
+    g_seed = seed;
+    g_offset = offset;
+    return 0;
+}
+
 static inline void philox(uint64_t counter, uint64_t key, uint32_t out[4]) {
     uint32_t c0 = (uint32_t)counter, c1 = (uint32_t)(counter >> 32), c2 = 0, c3 = 0;
     uint32_t k0 = (uint32_t)key, k1 = (uint32_t)(key >> 32);
@@ -56,6 +93,12 @@ static double draw(const dist *d, uint64_t counter) {
 
 /* fills t (any layout) element by element in row-major order */
 static int fill_dist(av_tensor *t, const dist *d) {
+    const char *fn = d->kind == DIST_NORMAL ? "normal_" : "uniform_";
+    if (d->kind != DIST_INT && t->dtype != AV_F32 && t->dtype != AV_F64 && t->dtype != AV_F16 && t->dtype != AV_BF16)
+        return av_fail("%s: expected a floating point tensor, got %s", fn, av_dtype_name(t->dtype));
+    for (int k = 0; k < t->ndim; k++)
+        if (t->stride[k] == 0 && t->shape[k] > 1)
+            return av_fail("%s: the tensor is expanded (several elements share memory); fill a contiguous copy", fn);
     int64_t n = av_numel(t);
     uint64_t base = g_offset;
     g_offset += (uint64_t)n;

@@ -113,6 +113,33 @@ if not filter or ("memory"):find(filter, 1, true) then
     lines[#lines + 1] = "(memory benchmark skipped: the golden network's operators are not all available)"
   end
 end
+-- peak memory of whole-model jobs, each side in a fresh process
+if not filter or ("resnet memory"):find(filter, 1, true) or filter:find("resnet", 1, true) then
+  local host = arg[-1] or "bin/aviary"
+  local function run(cmd)
+    local h = io.popen(cmd .. " 2>/dev/null")
+    local out = h:read("a")
+    h:close()
+    local before, peak = out:match("([%d.]+) ([%d.]+)")
+    return tonumber(before), tonumber(peak)
+  end
+  local rows = {}
+  for _, job in ipairs({{"resnet18", "train", "resnet18 training step, batch 16, 112x112"},
+                        {"resnet50", "train", "resnet50 training step, batch 16, 112x112"},
+                        {"resnet18", "infer", "resnet18 inference, batch 16, 224x224"}}) do
+    local _, ap = run(("%s '%s/peak_model.lua' %s %s %d"):format(host, here, job[1], job[2], threads))
+    local _, tp = run(("%s '%s/peak_model.py' %s %s %d"):format(python, here, job[1], job[2], threads))
+    if ap and tp then
+      rows[#rows + 1] = ("| %s: peak resident memory | %.0f MB | %.0f MB | %.2fx |"):format(job[3], ap, tp, tp / ap)
+    end
+  end
+  if #rows > 0 then
+    lines[#lines + 1] = ""
+    lines[#lines + 1] = "| whole-model job (fresh process each) | aviary | PyTorch | ratio (PyTorch / aviary) |"
+    lines[#lines + 1] = "|---|---|---|---|"
+    for _, r in ipairs(rows) do lines[#lines + 1] = r end
+  end
+end
 local text = table.concat(lines, "\n")
 print(text)
 if outfile then

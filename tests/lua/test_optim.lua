@@ -1,5 +1,5 @@
 -- aviary.optim against torch.optim: parameter trajectories of each optimizer
--- on a small least-squares problem, lr sequences of each scheduler, gradient
+-- on a small least-squares problem, lr (and momentum) sequences of each scheduler, gradient
 -- clipping, state_dict round trips and the errors for bad input.
 local av = require "aviary"
 local optim = require "aviary.optim"
@@ -123,7 +123,30 @@ local sched_cases = {
     "patience=3;cooldown=2;factor=0.5;min_lr=1e-3"},
   {"ReduceLROnPlateau", {mode = "max", threshold_mode = "abs", threshold = 0.01, patience = 2},
     "mode='max';threshold_mode='abs';threshold=0.01;patience=2"},
+  {"CyclicLR", {base_lr = 0.01, max_lr = 0.1, step_size_up = 10}, "base_lr=0.01;max_lr=0.1;step_size_up=10"},
+  {"CyclicLR", {base_lr = {0.01, 0.002}, max_lr = {0.1, 0.05}, step_size_up = 7, step_size_down = 13,
+    mode = "triangular2", base_momentum = 0.85, max_momentum = {0.95, 0.99}},
+    "base_lr=[0.01,0.002];max_lr=[0.1,0.05];step_size_up=7;step_size_down=13;mode='triangular2';"
+      .. "base_momentum=0.85;max_momentum=[0.95,0.99]"},
+  {"CyclicLR", {base_lr = 0.02, max_lr = 0.2, step_size_up = 8, step_size_down = 5, mode = "exp_range", gamma = 0.98},
+    "base_lr=0.02;max_lr=0.2;step_size_up=8;step_size_down=5;mode='exp_range';gamma=0.98"},
+  {"CyclicLR", {base_lr = 0.001, max_lr = 0.01, step_size_up = 3, step_size_down = 17, mode = "exp_range",
+    gamma = 0.995, base_momentum = {0.7, 0.6}},
+    "base_lr=0.001;max_lr=0.01;step_size_up=3;step_size_down=17;mode='exp_range';gamma=0.995;base_momentum=[0.7,0.6]"},
+  {"CyclicLR", {base_lr = 0.01, max_lr = 0.1, step_size_up = 6, scale_fn = function(x) return 0.5 ^ x end},
+    "base_lr=0.01;max_lr=0.1;step_size_up=6;scale_fn='lambda x: 0.5 ** x'"},
+  {"CyclicLR", {base_lr = 0.01, max_lr = 0.1, step_size_up = 5, step_size_down = 9, scale_mode = "iterations",
+    scale_fn = function(x) return 1 / (1 + 0.02 * x) end},
+    "base_lr=0.01;max_lr=0.1;step_size_up=5;step_size_down=9;scale_mode='iterations';scale_fn='lambda x: 1 / (1 + 0.02 * x)'"},
+  {"CyclicLR", {base_lr = 0.005, max_lr = 0.05, step_size_up = 4.5, cycle_momentum = false},
+    "base_lr=0.005;max_lr=0.05;step_size_up=4.5;cycle_momentum=False"},
+  -- PyTorch 1.13 cannot cycle Adam's beta1; the lrs must still agree
+  {"CyclicLR", {base_lr = 0.001, max_lr = 0.006, step_size_up = 12, mode = "triangular2", cycle_momentum = false},
+    "base_lr=0.001;max_lr=0.006;step_size_up=12;mode='triangular2';cycle_momentum=False", "Adam"},
 }
+
+-- SGD's momentum, or beta1 for Adam-style groups
+local function momentum_of(g) if g.momentum ~= nil then return g.momentum end return g.betas[1] end
 
 describe("schedulers match torch.optim.lr_scheduler over 100 steps", function()
   for _, c in ipairs(sched_cases) do
@@ -151,10 +174,100 @@ describe("schedulers match torch.optim.lr_scheduler over 100 steps", function()
           local want = lrs[i + 1][gi]
           assert.near(got[gi], want, 1e-9 * math.abs(want) + 1e-15, ("lr of group %d after %d steps"):format(gi, i))
           assert.equal(opt.param_groups[gi].lr, got[gi])
+          local mom = ref.momentum[i + 1][gi]
+          assert.near(momentum_of(opt.param_groups[gi]), mom, 1e-9 * math.abs(mom) + 1e-15,
+            ("momentum of group %d after %d steps"):format(gi, i))
         end
       end
     end)
   end
+end)
+
+describe("CyclicLR", function()
+  local function groups2()
+    return {{params = {av.zeros(2):requires_grad_(true)}, lr = 0.1}, {params = {av.zeros(2):requires_grad_(true)}, lr = 0.03}}
+  end
+  local opts = {base_lr = {0.001, 0.002}, max_lr = 0.01, step_size_up = 4, step_size_down = 7, mode = "exp_range",
+    gamma = 0.97, base_momentum = 0.8, max_momentum = {0.95, 0.9}}
+
+  it("cycles Adam's beta1 as SGD's momentum, leaving beta2 alone", function()
+    local sgd = optim.SGD(groups2(), {lr = 0.1, momentum = 0.9})
+    local adam = optim.Adam(groups2(), {lr = 0.1, betas = {0.5, 0.98}})
+    local s1, s2 = sched.CyclicLR(sgd, opts), sched.CyclicLR(adam, opts)
+    for step = 0, 40 do
+      if step > 0 then s1:step(); s2:step() end
+      for gi = 1, 2 do
+        assert.equal(adam.param_groups[gi].lr, sgd.param_groups[gi].lr)
+        assert.equal(adam.param_groups[gi].betas[1], sgd.param_groups[gi].momentum, "beta1 at step " .. step)
+        assert.equal(adam.param_groups[gi].betas[2], 0.98)
+      end
+    end
+    assert.same(s2:get_last_lr(), s1:get_last_lr())
+    -- Adam still trains with the cycled betas
+    local p = av.ones(3):requires_grad_(true)
+    local o = optim.Adam({p}, {lr = 0.1})
+    local s = sched.CyclicLR(o, {base_lr = 0.01, max_lr = 0.1, step_size_up = 3})
+    for _ = 1, 5 do
+      o:zero_grad(); (p * p):sum():backward(); o:step(); s:step()
+    end
+    assert.truthy(p:abs():max():item() < 1)
+  end)
+
+  it("sets the groups' lr to base_lr and momentum to max_momentum on construction", function()
+    local opt = optim.SGD(groups2(), {lr = 0.1})
+    sched.CyclicLR(opt, {base_lr = {0.004, 0.005}, max_lr = 1, max_momentum = 0.93})
+    assert.equal(opt.param_groups[1].lr, 0.004)
+    assert.equal(opt.param_groups[2].lr, 0.005)
+    assert.equal(opt.param_groups[1].momentum, 0.93)
+    local o2 = optim.SGD(groups2(), {lr = 0.1, momentum = 0.5})
+    sched.CyclicLR(o2, {base_lr = 0.004, max_lr = 1, cycle_momentum = false})
+    assert.equal(o2.param_groups[2].momentum, 0.5)
+  end)
+
+  it("state_dict round trip resumes identically (a custom scale_fn is kept, not saved)", function()
+    for _, o in ipairs({opts, {base_lr = 0.01, max_lr = 0.1, step_size_up = 3, scale_mode = "iterations",
+        scale_fn = function(x) return 0.99 ^ x end}}) do
+      local o1 = optim.SGD(groups2(), {lr = 0.1, momentum = 0.9})
+      local s1 = sched.CyclicLR(o1, o)
+      for _ = 1, 23 do s1:step() end
+      local sd, osd = s1:state_dict(), o1:state_dict()
+      assert.equal(sd._scale_fn_custom, nil)
+      assert.equal(sd.last_epoch, 23)
+      local o2 = optim.SGD(groups2(), {lr = 0.1, momentum = 0.9})
+      local s2 = sched.CyclicLR(o2, o)
+      o2:load_state_dict(osd)
+      s2:load_state_dict(sd)
+      for _ = 1, 30 do
+        s1:step(); s2:step()
+        for gi = 1, 2 do
+          assert.equal(o2.param_groups[gi].lr, o1.param_groups[gi].lr)
+          assert.equal(o2.param_groups[gi].momentum, o1.param_groups[gi].momentum)
+        end
+      end
+    end
+  end)
+
+  it("last_epoch resumes the cycle where it was", function()
+    local o1 = optim.SGD(groups2(), {lr = 0.1, momentum = 0.9})
+    local s1 = sched.CyclicLR(o1, opts)
+    for _ = 1, 25 do s1:step() end
+    local o2 = optim.SGD(groups2(), {lr = 0.1, momentum = 0.9})
+    -- a resumed optimizer carries initial_lr (= base_lr) from the first run, as in PyTorch
+    for gi, g in ipairs(o2.param_groups) do g.initial_lr = o1.param_groups[gi].initial_lr end
+    assert.equal(o2.param_groups[1].initial_lr, 0.001)
+    local o = {}
+    for k, v in pairs(opts) do o[k] = v end
+    o.last_epoch = 24
+    local s2 = sched.CyclicLR(o2, o)
+    assert.equal(s2.last_epoch, 25)
+    for _ = 1, 10 do
+      for gi = 1, 2 do
+        assert.equal(o2.param_groups[gi].lr, o1.param_groups[gi].lr)
+        assert.equal(o2.param_groups[gi].momentum, o1.param_groups[gi].momentum)
+      end
+      s1:step(); s2:step()
+    end
+  end)
 end)
 
 describe("clip_grad_norm", function()
@@ -268,6 +381,10 @@ describe("bad input", function()
     assert.error_matches(function() sched.OneCycleLR(opt, {max_lr = 1, total_step = 10}) end,
       "did you mean 'total_steps'")
     assert.error_matches(function() optim.clip_grad_norm({param()}, 1, {norm = 2}) end, "did you mean 'norm_type'")
+    assert.error_matches(function() sched.CyclicLR(opt, {base_lr = 0.01, max_lr = 0.1, step_size = 5}) end,
+      "CyclicLR: unknown option 'step_size' (did you mean 'step_size_up'?)")
+    assert.error_matches(function() sched.CyclicLR(opt, {base_lr = 0.01, max_lr = 0.1, max_momentun = 0.9}) end,
+      "did you mean 'max_momentum'")
   end)
   it("rejects invalid hyperparameters", function()
     assert.error_matches(function() optim.SGD({param()}, {lr = -0.1}) end, "Invalid learning rate")
@@ -296,6 +413,37 @@ describe("bad input", function()
     local p = param()
     assert.error_matches(function() optim.SGD({p, p}, {lr = 0.1}) end, "more than once")
     assert.error_matches(function() optim.SGD({{lr = 0.1}}, {lr = 0.1}) end, "'params' list")
+  end)
+  it("CyclicLR rejects bad options", function()
+    local opt = optim.SGD({param()}, {lr = 0.1})
+    local function cyc(o, optimizer) return function() sched.CyclicLR(optimizer or opt, o) end end
+    assert.error_matches(cyc({max_lr = 0.1}), "CyclicLR: option 'base_lr' is required")
+    assert.error_matches(cyc({base_lr = 0.1}), "CyclicLR: option 'max_lr' is required")
+    assert.error_matches(cyc({base_lr = 0.01, max_lr = 0.1, mode = "triangle"}),
+      "mode must be 'triangular', 'triangular2' or 'exp_range' (or pass scale_fn), got triangle")
+    assert.error_matches(cyc({base_lr = 0.01, max_lr = 0.1, scale_mode = "epoch"}),
+      "scale_mode must be 'cycle' or 'iterations', got epoch")
+    assert.error_matches(cyc({base_lr = 0.01, max_lr = 0.1, step_size_up = 0}), "step_size_up must be a positive number")
+    assert.error_matches(cyc({base_lr = 0.01, max_lr = 0.1, step_size_down = -2}),
+      "step_size_down must be a non-negative number")
+    assert.error_matches(cyc({base_lr = 0.01, max_lr = {0.1, 0.2}}), "expected 1 values for max_lr, got 2")
+    assert.error_matches(cyc({base_lr = "0.01", max_lr = 0.1}), "base_lr must be a number or a list of 1 numbers")
+    assert.error_matches(cyc({base_lr = 0.01, max_lr = 0.1, base_momentum = {0.8, 0.7}}),
+      "expected 1 values for base_momentum, got 2")
+    assert.error_matches(cyc({base_lr = 0.01, max_lr = 0.1, scale_fn = 3}), "scale_fn must be a function")
+    assert.error_matches(cyc({base_lr = 0.01, max_lr = 0.1, gamma = "x"}), "gamma must be a number")
+    assert.error_matches(cyc({base_lr = 0.01, max_lr = 0.1, last_epoch = 5}),
+      "param 'initial_lr' is not specified in param_groups[1] when resuming")
+    assert.error_matches(cyc({base_lr = 0.01, max_lr = 0.1, last_epoch = -3}), "last_epoch must be an integer >= -1")
+    assert.error_matches(cyc({base_lr = 0.01, max_lr = 0.1}, {param_groups = {{lr = 0.1}}, defaults = {lr = 0.1}}),
+      "optimizer must support momentum")
+    assert.error_matches(cyc({base_lr = 0.01, max_lr = 0.1}, {}), "must be an optimizer")
+    -- without cycling momentum, an optimizer with neither momentum nor betas is fine
+    local bare = {param_groups = {{lr = 0.1}}, defaults = {lr = 0.1}}
+    sched.CyclicLR(bare, {base_lr = 0.01, max_lr = 0.1, cycle_momentum = false})
+    assert.equal(bare.param_groups[1].lr, 0.01)
+    -- mode is ignored when scale_fn is given
+    sched.CyclicLR(opt, {base_lr = 0.01, max_lr = 0.1, mode = "whatever", scale_fn = function() return 1 end})
   end)
   it("OneCycleLR refuses to step past total_steps", function()
     local opt = optim.SGD({param()}, {lr = 0.1, momentum = 0.9})

@@ -2,7 +2,10 @@
 
 usage: optim_ref.py optim|sched|clip IN OUT
 The run's settings arrive as safetensors metadata; options are "k=literal"
-pairs separated by ';' so the Lua side needs no JSON encoder.
+pairs separated by ';' so the Lua side needs no JSON encoder (CyclicLR's
+scale_fn is the exception: a string holding a lambda, evaluated here).
+`sched` reports each group's lr and momentum (beta1 for Adam-style groups)
+after construction and after every step.
 """
 import ast
 import math
@@ -54,7 +57,15 @@ def make_sched(name, opt, kw):
         c = S.ExponentialLR(opt, gamma=0.95)
         d = S.CosineAnnealingLR(opt, T_max=15, eta_min=0.001)
         return S.SequentialLR(opt, schedulers=[a, c, d], milestones=[10, 40])
+    if isinstance(kw.get("scale_fn"), str):
+        # CyclicLR's custom scale function arrives as the source of a lambda
+        kw["scale_fn"] = eval(kw["scale_fn"], {"math": math})
     return getattr(S, name)(opt, **kw)
+
+
+def momentum_of(group):
+    """SGD's momentum, or beta1 for Adam-style groups."""
+    return group["momentum"] if "momentum" in group else group["betas"][0]
 
 
 def run_sched(t, meta):
@@ -70,7 +81,8 @@ def run_sched(t, meta):
     name = meta["name"]
     sched = make_sched(name, opt, kwargs(meta.get("kwargs")))
     steps = int(meta["steps"])
-    rows = [sched.optimizer.param_groups[0]["lr"], sched.optimizer.param_groups[1]["lr"]]
+    rows = [g["lr"] for g in opt.param_groups]
+    moms = [momentum_of(g) for g in opt.param_groups]
     metrics = t.get("metrics")
     for i in range(steps):
         opt.step()
@@ -79,7 +91,9 @@ def run_sched(t, meta):
         else:
             sched.step()
         rows += [g["lr"] for g in opt.param_groups]
-    return {"lr": torch.tensor(rows, dtype=torch.float64).reshape(steps + 1, 2)}
+        moms += [momentum_of(g) for g in opt.param_groups]
+    return {"lr": torch.tensor(rows, dtype=torch.float64).reshape(steps + 1, 2),
+            "momentum": torch.tensor(moms, dtype=torch.float64).reshape(steps + 1, 2)}
 
 
 def run_clip(t, meta):

@@ -30,12 +30,22 @@ def vjp(f, *xs, v=None):
     return (out.detach(),) + tuple(torch.zeros_like(x) if g is None else g for g, x in zip(grads, wrt))
 
 
+def load(m, **tensors):
+    """m with its state_dict replaced by the given tensors (strict), for module parity."""
+    sd = m.state_dict()
+    for k, v in tensors.items():
+        key = k[2:].replace("__", ".")  # p_<name with dots as __>
+        sd[key] = v.to(sd[key].dtype).reshape(sd[key].shape)
+    m.load_state_dict(sd, strict=True)
+    return m
+
+
 def main():
     tensors, meta = st.load(sys.argv[1])
     cases = json.loads(meta["cases"])
     out, errors = {}, {}
     for c in cases:
-        env = {"torch": torch, "F": F, "math": __import__("math"), "vjp": vjp}
+        env = {"torch": torch, "F": F, "math": __import__("math"), "vjp": vjp, "load": load, "nn": torch.nn}
         for name in c["inputs"]:
             env[name] = tensors[c["id"] + "." + name]
         try:

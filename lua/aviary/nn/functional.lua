@@ -24,24 +24,7 @@ local names = {
 }
 for _, n in ipairs(names) do F[n] = av[n] end
 
-local function nearest(name)
-  local best, bd = nil, math.huge
-  for _, n in ipairs(names) do
-    -- edit distance, small strings
-    local a, b = name, n
-    local prev = {}
-    for j = 0, #b do prev[j] = j end
-    for i = 1, #a do
-      local cur = {[0] = i}
-      for j = 1, #b do
-        cur[j] = math.min(prev[j] + 1, cur[j - 1] + 1, prev[j - 1] + (a:sub(i, i) == b:sub(j, j) and 0 or 1))
-      end
-      prev = cur
-    end
-    if prev[#b] < bd then best, bd = n, prev[#b] end
-  end
-  return best
-end
+local function nearest(name) return require("aviary.util").nearest(name, names) end
 
 return setmetatable(F, {
   __index = function(_, k)

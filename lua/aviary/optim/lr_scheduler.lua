@@ -35,15 +35,22 @@ local function class(name)
 end
 
 -- Mirrors _LRScheduler.__init__: remember each group's initial lr and take
--- the first step, which leaves last_epoch at 0.
-local function init(self, opt)
+-- the first step, which leaves last_epoch at 0. Resuming (last_epoch given,
+-- not -1) needs every group's initial_lr, as in PyTorch.
+local function init(self, opt, last_epoch)
+  last_epoch = last_epoch or -1
   self.optimizer = opt
-  self.last_epoch = -1
   self.base_lrs = {}
   for i, g in ipairs(opt.param_groups) do
-    if g.initial_lr == nil then g.initial_lr = g.lr end
+    if last_epoch == -1 then
+      if g.initial_lr == nil then g.initial_lr = g.lr end
+    elseif g.initial_lr == nil then
+      error(("%s: param 'initial_lr' is not specified in param_groups[%d] when resuming an optimizer"):format(
+        self.__name, i), 3)
+    end
     self.base_lrs[i] = g.initial_lr
   end
+  self.last_epoch = last_epoch
   self:step()
   return self
 end
@@ -389,6 +396,132 @@ function OneCycleLR:step(epoch)
   local ok, lrs = pcall(self.get_lr, self)
   if not ok then error(lrs, 2) end
   self:_set_lrs(lrs)
+end
+
+------------------------------------------------------------------------------
+-- CyclicLR follows PyTorch 1.13 for optimizers with a `momentum` option (SGD,
+-- RMSprop). For Adam-style optimizers (a `betas` option) it cycles betas[1],
+-- as PyTorch 2.x does; 1.13 refused them. When resuming (last_epoch ~= -1)
+-- base_momentum comes from the option, as in 2.x, not from the group's
+-- current momentum as 1.13 took it (which made the cycle drift).
+local CyclicLR = class("CyclicLR")
+
+-- a number for every group, from one number or a list of one per group (copied)
+local function numbers(who, name, v, n)
+  if type(v) == "table" and #v ~= n then error(("%s: expected %d values for %s, got %d"):format(who, n, name, #v), 3) end
+  local out = {}
+  for i = 1, n do
+    local x = v
+    if type(v) == "table" then x = v[i] end
+    if type(x) ~= "number" then
+      error(("%s: %s must be a number or a list of %d numbers, got %s"):format(who, name, n,
+        type(v) == "table" and ("a list holding a " .. type(x)) or type(v)), 3)
+    end
+    out[i] = x
+  end
+  return out
+end
+
+function S.CyclicLR(opt, opts)
+  local who = "CyclicLR"
+  check_optimizer(who, opt)
+  local o = checker()(who, opts, {base_lr = false, max_lr = false, step_size_up = 2000, step_size_down = false,
+    mode = "triangular", gamma = 1.0, scale_fn = false, scale_mode = "cycle", cycle_momentum = true,
+    base_momentum = 0.8, max_momentum = 0.9, last_epoch = -1})
+  required(who, o, "base_lr")
+  required(who, o, "max_lr")
+  local groups = opt.param_groups
+  local n = #groups
+  local base_lrs = numbers(who, "base_lr", o.base_lr, n)
+  local max_lrs = numbers(who, "max_lr", o.max_lr, n)
+  if math.type(o.last_epoch) ~= "integer" or o.last_epoch < -1 then
+    error(who .. ": last_epoch must be an integer >= -1, got " .. tostring(o.last_epoch), 2)
+  end
+  if type(o.step_size_up) ~= "number" or not (o.step_size_up > 0) then
+    error(who .. ": step_size_up must be a positive number, got " .. tostring(o.step_size_up), 2)
+  end
+  local up = o.step_size_up + 0.0
+  local down = up
+  if o.step_size_down then
+    if type(o.step_size_down) ~= "number" or not (o.step_size_down >= 0) then
+      error(who .. ": step_size_down must be a non-negative number, got " .. tostring(o.step_size_down), 2)
+    end
+    down = o.step_size_down + 0.0
+  end
+  if type(o.gamma) ~= "number" then error(who .. ": gamma must be a number, got " .. tostring(o.gamma), 2) end
+  if o.scale_fn and type(o.scale_fn) ~= "function" then
+    error(who .. ": scale_fn must be a function of one number, got " .. type(o.scale_fn), 2)
+  end
+  if not o.scale_fn and o.mode ~= "triangular" and o.mode ~= "triangular2" and o.mode ~= "exp_range" then
+    error(who .. ": mode must be 'triangular', 'triangular2' or 'exp_range' (or pass scale_fn), got "
+      .. tostring(o.mode), 2)
+  end
+  if o.scale_mode ~= "cycle" and o.scale_mode ~= "iterations" then
+    error(who .. ": scale_mode must be 'cycle' or 'iterations', got " .. tostring(o.scale_mode), 2)
+  end
+  local total = up + down
+  local self = setmetatable({max_lrs = max_lrs, total_size = total, step_ratio = up / total, mode = o.mode,
+    gamma = o.gamma, cycle_momentum = o.cycle_momentum and true or false}, CyclicLR)
+  if o.scale_fn then
+    self._scale_fn_custom = o.scale_fn -- a function: state_dict leaves it out
+    self.scale_mode = o.scale_mode
+  else
+    self.scale_mode = o.mode == "exp_range" and "iterations" or "cycle"
+  end
+  if o.last_epoch == -1 then
+    for i, g in ipairs(groups) do g.lr = base_lrs[i] end
+  end
+  if self.cycle_momentum then
+    local d = opt.defaults or {}
+    if d.momentum == nil and d.betas == nil then
+      error(who .. ": the optimizer must support momentum (a 'momentum' or 'betas' option) with cycle_momentum "
+        .. "enabled; pass cycle_momentum = false", 2)
+    end
+    self.use_beta1 = d.momentum == nil
+    self.base_momentums = numbers(who, "base_momentum", o.base_momentum, n)
+    self.max_momentums = numbers(who, "max_momentum", o.max_momentum, n)
+    if o.last_epoch == -1 then
+      for i, g in ipairs(groups) do self:_set_momentum(g, self.max_momentums[i]) end
+    end
+  end
+  init(self, opt, o.last_epoch)
+  self.base_lrs = base_lrs
+  return self
+end
+
+function CyclicLR:_set_momentum(g, m)
+  if self.use_beta1 then g.betas = {m, g.betas[2]} else g.momentum = m end
+end
+
+function CyclicLR:scale_fn(x)
+  if self._scale_fn_custom then return self._scale_fn_custom(x) end
+  if self.mode == "triangular" then return 1.0 end
+  if self.mode == "triangular2" then return 1 / (2.0 ^ (x - 1)) end
+  return self.gamma ^ x
+end
+
+-- Sets the groups' momentum as a side effect, as PyTorch's get_lr does.
+function CyclicLR:get_lr()
+  local e = self.last_epoch
+  local cycle = math.floor(1 + e / self.total_size)
+  local x = 1.0 + e / self.total_size - cycle
+  local scale_factor
+  if x <= self.step_ratio then scale_factor = x / self.step_ratio
+  else scale_factor = (x - 1) / (self.step_ratio - 1) end
+  local arg = self.scale_mode == "cycle" and cycle or e
+  local lrs = {}
+  for i, base in ipairs(self.base_lrs) do
+    local height = (self.max_lrs[i] - base) * scale_factor
+    lrs[i] = base + height * self:scale_fn(arg)
+  end
+  if self.cycle_momentum then
+    local groups = self.optimizer.param_groups
+    for i, base in ipairs(self.base_momentums) do
+      local height = (self.max_momentums[i] - base) * scale_factor
+      self:_set_momentum(groups[i], self.max_momentums[i] - height * self:scale_fn(arg))
+    end
+  end
+  return lrs
 end
 
 ------------------------------------------------------------------------------

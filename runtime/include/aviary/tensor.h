@@ -117,6 +117,12 @@ av_tensor *av_eye(int64_t n, int64_t m, av_dtype dt);
 /* ---- random (one global seedable generator, Philox-like counter) ----- */
 void av_manual_seed(uint64_t seed);
 uint64_t av_initial_seed(void);
+/* the generator's state as a new 16-element uint8 tensor: seed, then the count
+ * of numbers drawn, each a little-endian u64 (torch.get_rng_state's role) */
+av_tensor *av_get_rng_state(void);
+/* restores a state from av_get_rng_state; -1 with av_fail() unless t is
+ * uint8 with exactly 16 elements */
+int av_set_rng_state(const av_tensor *t);
 av_tensor *av_rand(int ndim, const int64_t *shape, av_dtype dt);  /* U[0,1) */
 av_tensor *av_randn(int ndim, const int64_t *shape, av_dtype dt); /* N(0,1) */
 av_tensor *av_randint(int64_t low, int64_t high, int ndim, const int64_t *shape, av_dtype dt);
