@@ -21,7 +21,7 @@ CUDA_HOME ?= $(patsubst %/bin/nvcc,%,$(NVCC))
 WARN := -Wall -Wextra -Wno-unused-parameter -Wshadow -Wstrict-prototypes
 CFLAGS := -std=c11 -D_GNU_SOURCE -fPIC -fopenmp -fno-trapping-math $(OPT) -g $(WARN) $(SAN) -Iruntime/include $(BLAS_INC)
 LDFLAGS_COMMON := -fopenmp $(SAN)
-RUNTIME_LIBS := $(BLAS_LIB) -lcjson -lm -lpthread
+RUNTIME_LIBS := $(BLAS_LIB) -lturbojpeg -lpng -lcjson -lm -lpthread
 
 RUNTIME_SRC := $(shell find runtime -name '*.c' | sort)
 RUNTIME_OBJ := $(RUNTIME_SRC:%.c=$(BUILD)/obj/%.o)
@@ -88,7 +88,7 @@ $(CTEST): $(CTEST_SRC) $(LIB)
 
 # ---- packages -------------------------------------------------------------
 DEPS_PKGS := lua5.4 liblua5.4-dev lua-cjson libopenblas-dev libturbojpeg0-dev libreadline-dev \
-  libcjson-dev libdnnl-dev pkg-config gcc make
+  libcjson-dev libdnnl-dev libpng-dev pkg-config gcc make
 TEST_PKGS := python3-torch python3-torchvision
 define apt_ensure
 	@missing=""; for p in $(1); do dpkg-query -W -f='$${Status}' $$p 2>/dev/null | grep -q 'ok installed' || missing="$$missing $$p"; done; \

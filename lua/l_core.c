@@ -283,6 +283,10 @@ __attribute__((weak)) void lav_open_linalg(lua_State *L, int mod, int methods);
 __attribute__((weak)) void lav_open_conv(lua_State *L, int mod, int methods);
 __attribute__((weak)) void lav_open_nn(lua_State *L, int mod, int methods);
 __attribute__((weak)) void lav_open_loss(lua_State *L, int mod, int methods);
+/* step 4's images, drawing and data loading */
+__attribute__((weak)) void lav_open_image(lua_State *L, int mod, int methods);
+__attribute__((weak)) void lav_open_draw(lua_State *L, int mod, int methods);
+__attribute__((weak)) void lav_open_data(lua_State *L, int mod, int methods);
 
 int luaopen_aviary_core(lua_State *L) {
     lua_newtable(L); /* module */
@@ -319,6 +323,9 @@ int luaopen_aviary_core(lua_State *L) {
     if (lav_open_conv) lav_open_conv(L, mod, methods);
     if (lav_open_nn) lav_open_nn(L, mod, methods);
     if (lav_open_loss) lav_open_loss(L, mod, methods);
+    if (lav_open_image) lav_open_image(L, mod, methods);
+    if (lav_open_draw) lav_open_draw(L, mod, methods);
+    if (lav_open_data) lav_open_data(L, mod, methods);
 
     lua_pushvalue(L, methods);
     lua_setfield(L, mod, "Tensor"); /* the methods table, for extension in Lua */

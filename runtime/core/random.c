@@ -91,6 +91,44 @@ static double draw(const dist *d, uint64_t counter) {
     return 0;
 }
 
+/* Uniform and normal values come in pairs: logical element i (row-major)
+ * is component i % 2 of the pair drawn from counter (base + i / 2); one
+ * Philox block gives both uniforms of a pair, and Box-Muller's cosine and
+ * sine give both normals. Layout and thread count do not change a value. */
+static inline void draw_pair(const dist *d, uint64_t counter, double out[2]) {
+    uint32_t r[4];
+    philox(counter, g_seed, r);
+    double u1 = u01(r[0], r[1]), u2 = u01(r[2], r[3]);
+    if (d->kind == DIST_UNIFORM) {
+        out[0] = d->a + (d->b - d->a) * u1;
+        out[1] = d->a + (d->b - d->a) * u2;
+    } else {
+        double rad = d->b * sqrt(-2.0 * log(1.0 - u1)), s, c;
+        sincos(6.283185307179586 * u2, &s, &c);
+        out[0] = d->a + rad * c;
+        out[1] = d->a + rad * s;
+    }
+}
+
+/* uniform samples stay below `to` after rounding to T, as PyTorch's [from, to) */
+#define AV_RNG_PAIR_LOOP(T, NEXTDOWN)                                            \
+    do {                                                                         \
+        T *p = (T *)t->storage->data + t->offset;                                \
+        const T hi = (T)d->b, below = NEXTDOWN(hi, (T)d->a);                     \
+        const bool cap = d->kind == DIST_UNIFORM && d->b > d->a;                 \
+        int64_t npairs = (n + 1) / 2;                                            \
+        _Pragma("omp parallel for if (n > AV_PARALLEL_GRAIN) schedule(static)") \
+        for (int64_t j = 0; j < npairs; j++) {                                   \
+            double v[2];                                                         \
+            draw_pair(d, base + (uint64_t)j, v);                                 \
+            T v0 = (T)v[0], v1 = (T)v[1];                                        \
+            if (cap && v0 >= hi) v0 = below;                                     \
+            if (cap && v1 >= hi) v1 = below;                                     \
+            p[2 * j] = v0;                                                       \
+            if (2 * j + 1 < n) p[2 * j + 1] = v1;                                \
+        }                                                                        \
+    } while (0)
+
 /* fills t (any layout) element by element in row-major order */
 static int fill_dist(av_tensor *t, const dist *d) {
     const char *fn = d->kind == DIST_NORMAL ? "normal_" : "uniform_";
@@ -105,6 +143,9 @@ static int fill_dist(av_tensor *t, const dist *d) {
     size_t es = av_dtype_size(t->dtype);
     char *p0 = (char *)t->storage->data;
     bool contig = av_is_contiguous(t);
+    bool paired = d->kind != DIST_INT;
+    if (paired && contig && t->dtype == AV_F32) { AV_RNG_PAIR_LOOP(float, nextafterf); return 0; }
+    if (paired && contig && t->dtype == AV_F64) { AV_RNG_PAIR_LOOP(double, nextafter); return 0; }
 #pragma omp parallel for if (n > AV_PARALLEL_GRAIN) schedule(static)
     for (int64_t i = 0; i < n; i++) {
         int64_t off = t->offset;
@@ -116,7 +157,15 @@ static int fill_dist(av_tensor *t, const dist *d) {
                 rem /= t->shape[k];
             }
         }
-        av_store_elem(t->dtype, p0 + off * es, draw(d, base + (uint64_t)i));
+        double v;
+        if (paired) {
+            double pr[2];
+            draw_pair(d, base + (uint64_t)(i / 2), pr);
+            v = pr[i & 1];
+        } else {
+            v = draw(d, base + (uint64_t)i);
+        }
+        av_store_elem(t->dtype, p0 + off * es, v);
     }
     return 0;
 }
