@@ -287,6 +287,7 @@ __attribute__((weak)) void lav_open_loss(lua_State *L, int mod, int methods);
 __attribute__((weak)) void lav_open_image(lua_State *L, int mod, int methods);
 __attribute__((weak)) void lav_open_draw(lua_State *L, int mod, int methods);
 __attribute__((weak)) void lav_open_data(lua_State *L, int mod, int methods);
+__attribute__((weak)) void lav_open_optim(lua_State *L, int mod, int methods);
 
 int luaopen_aviary_core(lua_State *L) {
     lua_newtable(L); /* module */
@@ -326,6 +327,7 @@ int luaopen_aviary_core(lua_State *L) {
     if (lav_open_image) lav_open_image(L, mod, methods);
     if (lav_open_draw) lav_open_draw(L, mod, methods);
     if (lav_open_data) lav_open_data(L, mod, methods);
+    if (lav_open_optim) lav_open_optim(L, mod, methods);
 
     lua_pushvalue(L, methods);
     lua_setfield(L, mod, "Tensor"); /* the methods table, for extension in Lua */

@@ -231,7 +231,27 @@ function optim.SGD(params, opts)
     end)
 end
 
+-- the fused one-pass update (runtime/ops/cpu/optim.c), for contiguous
+-- float32/float64 tensors; anything else takes the tensor-op path below
+local fused = av._optim
+local function fusable(p, grad)
+  local dt = p:dtype()
+  return fused ~= nil and (dt == "float32" or dt == "float64") and grad:dtype() == dt
+    and p:is_contiguous() and grad:is_contiguous() and p:device() == "cpu"
+end
+
 function SGD:_update(p, grad, st, g)
+  if fusable(p, grad) then
+    local buf, first = st.momentum_buffer, false
+    if g.momentum ~= 0 and buf == nil then
+      buf, first = av.empty_like(p), true
+      st.momentum_buffer = buf
+    end
+    if buf == nil or (buf:is_contiguous() and buf:dtype() == p:dtype()) then
+      fused.sgd_step(p, grad, buf, g.lr, g.momentum, g.dampening, g.weight_decay, g.nesterov, g.maximize, first)
+      return
+    end
+  end
   local d_p = g.maximize and -grad or grad
   if g.weight_decay ~= 0 then d_p = d_p + p * g.weight_decay end
   if g.momentum ~= 0 then

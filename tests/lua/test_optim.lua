@@ -468,3 +468,21 @@ describe("bad input", function()
     assert.error_matches(function() optim.Adam({param()}):load_state_dict({}) end, "'state' and 'param_groups'")
   end)
 end)
+
+describe("fused SGD update", function()
+  it("gives the tensor-op path's result on contiguous parameters, and the fallback handles views", function()
+    av.manual_seed(21)
+    local base, grads = av.randn(6, 5), {av.randn(6, 5), av.randn(6, 5), av.randn(6, 5)}
+    local a = base:clone():requires_grad_(true)
+    local b = base:t():contiguous():t():requires_grad_(true) -- the same values, non-contiguous: no fused path
+    assert.equal(false, b:is_contiguous())
+    local oa = optim.SGD({a}, {lr = 0.1, momentum = 0.9, nesterov = true, weight_decay = 0.01})
+    local ob = optim.SGD({b}, {lr = 0.1, momentum = 0.9, nesterov = true, weight_decay = 0.01})
+    for i = 1, 3 do
+      a.grad = grads[i]:clone(); b.grad = grads[i]:clone()
+      oa:step(); ob:step()
+    end
+    assert.truthy((a - b):abs():max():item() < 1e-6)
+    assert.truthy((oa.state[a].momentum_buffer - ob.state[b].momentum_buffer):abs():max():item() < 1e-6)
+  end)
+end)
