@@ -89,7 +89,7 @@ $(CTEST): $(CTEST_SRC) $(LIB)
 # ---- packages -------------------------------------------------------------
 DEPS_PKGS := lua5.4 liblua5.4-dev lua-cjson libopenblas-dev libturbojpeg0-dev libreadline-dev \
   libcjson-dev libdnnl-dev libpng-dev pkg-config gcc make
-TEST_PKGS := python3-torch python3-torchvision
+TEST_PKGS := python3-torch python3-torchvision python3-pil python3-sklearn python3-protobuf protobuf-compiler
 define apt_ensure
 	@missing=""; for p in $(1); do dpkg-query -W -f='$${Status}' $$p 2>/dev/null | grep -q 'ok installed' || missing="$$missing $$p"; done; \
 	if [ -n "$$missing" ]; then \
