@@ -358,9 +358,13 @@ DataLoader.__index = DataLoader
 DataLoader.__name = "aviary.data.DataLoader"
 
 local loader_opts = {"batch_size", "shuffle", "drop_last", "num_workers", "prefetch", "seed", "on_error",
-                     "max_pixels", "dct_scaling"}
+                     "max_pixels", "dct_scaling", "log"}
 
---- data.DataLoader(ds, {batch_size=, shuffle=, drop_last=, num_workers=, prefetch=, seed=, on_error=, max_pixels=})
+-- where skipped files are reported: one line on stderr per file, unless log = false or a function
+local function default_log(msg) io.stderr:write(msg, "\n") end
+
+--- data.DataLoader(ds, {batch_size=, shuffle=, drop_last=, num_workers=, prefetch=, seed=, on_error=, max_pixels=,
+--- log=function(msg) | false})
 function data.DataLoader(ds, opts)
   opts = check_opts("DataLoader", opts, loader_opts)
   if type(ds) ~= "table" or type(ds.size) ~= "function" then fail("DataLoader", "expected a dataset") end
@@ -376,6 +380,7 @@ function data.DataLoader(ds, opts)
                              drop_last = opts.drop_last or false, num_workers = nw, prefetch = opts.prefetch or 2,
                              seed = opts.seed or 0, on_error = on_error, max_pixels = opts.max_pixels,
                              dct_scaling = opts.dct_scaling, epoch = 0,
+                             log = opts.log == nil and default_log or opts.log,
                              stats = {skipped = 0, skipped_total = 0, skipped_paths = {}, samples = 0, batches = 0}}, DataLoader)
   if ds.samples and ds.transform then
     local paths, targets = {}, {}
@@ -439,6 +444,10 @@ function DataLoader:_iter()
         for _, i in ipairs(skipped) do
           st.skipped, st.skipped_total = st.skipped + 1, st.skipped_total + 1
           st.skipped_paths[#st.skipped_paths + 1] = ds.samples[i].path
+          if self.log then
+            self.log(("aviary.data: skipped '%s' (unreadable, corrupt or over the pixel limit; on_error = 'skip'; "
+              .. "%d skipped so far)"):format(ds.samples[i].path, st.skipped_total))
+          end
         end
         if #idx > 0 then
           local paths, bboxes = {}, nil

@@ -175,13 +175,17 @@ describe("data.DataLoader", function()
     local ds = data.ImageFolder(tree(true), {transform = {{"Resize", {16, 16}}, {"ToTensor"}}})
     assert.equal(ds:size(), 12)
     for _, nw in ipairs({0, 2}) do
-      local l = data.DataLoader(ds, {batch_size = 5, num_workers = nw, on_error = "skip"})
+      local logged = {}
+      local l = data.DataLoader(ds, {batch_size = 5, num_workers = nw, on_error = "skip",
+                                     log = function(msg) logged[#logged + 1] = msg end})
       local n = 0
       for b in l:iter() do
         n = n + b.input:size(1)
         for _, p in ipairs(b.path) do assert.falsy(p:find("dog_truncated", 1, true)) end
       end
       assert.equal(n, 11)
+      assert.equal(1, #logged)
+      assert.truthy(logged[1]:find("skipped '.*dog_truncated.jpg'"), logged[1])
       assert.equal(l.stats.skipped, 1)
       assert.truthy(l.stats.skipped_paths[1]:find("dog_truncated.jpg", 1, true))
       l:close()
@@ -205,7 +209,7 @@ describe("data.DataLoader", function()
     ds.samples[2] = {path = tree() .. "/a/no_such_image.jpg", target = 1}
     local l = data.DataLoader(ds, {batch_size = 4, on_error = "error", num_workers = 2})
     assert.error_matches(function() for _ in l:iter() do end end, "no_such_image.jpg")
-    local ls = data.DataLoader(ds, {batch_size = 4, on_error = "skip"})
+    local ls = data.DataLoader(ds, {batch_size = 4, on_error = "skip", log = false})
     batches(ls)
     assert.equal(ls.stats.skipped, 1)
     assert.truthy(ls.stats.skipped_paths[1]:find("no_such_image.jpg", 1, true))
@@ -215,7 +219,7 @@ describe("data.DataLoader", function()
     local ds = data.ImageFolder(tree(), {transform = {{"Resize", {16, 16}}, {"ToTensor"}}})
     local l = data.DataLoader(ds, {batch_size = 4, max_pixels = 1000, on_error = "error"})
     assert.has_error(function() for _ in l:iter() do end end)
-    local ls = data.DataLoader(ds, {batch_size = 4, max_pixels = 1000})
+    local ls = data.DataLoader(ds, {batch_size = 4, max_pixels = 1000, log = false})
     assert.equal(#batches(ls), 0)
     assert.equal(ls.stats.skipped, 11)
   end)
