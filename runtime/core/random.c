@@ -4,6 +4,7 @@
 #include <math.h>
 #include <omp.h>
 #include "aviary/tensor.h"
+#include "aviary/philox.h"
 #include "aviary/backend.h"
 #include "../ops/cpu/iter.h"
 
@@ -50,20 +51,11 @@ int av_set_rng_state(const av_tensor *t) {
     return 0;
 }
 
+/* one Philox block for a 64-bit counter under the 64-bit seed */
 static inline void philox(uint64_t counter, uint64_t key, uint32_t out[4]) {
-    uint32_t c0 = (uint32_t)counter, c1 = (uint32_t)(counter >> 32), c2 = 0, c3 = 0;
-    uint32_t k0 = (uint32_t)key, k1 = (uint32_t)(key >> 32);
-    for (int r = 0; r < 10; r++) {
-        uint64_t p0 = (uint64_t)0xD2511F53u * c0, p1 = (uint64_t)0xCD9E8D57u * c2;
-        uint32_t n0 = (uint32_t)(p1 >> 32) ^ c1 ^ k0, n2 = (uint32_t)(p0 >> 32) ^ c3 ^ k1;
-        c1 = (uint32_t)p1;
-        c3 = (uint32_t)p0;
-        c0 = n0;
-        c2 = n2;
-        k0 += 0x9E3779B9u;
-        k1 += 0xBB67AE85u;
-    }
-    out[0] = c0; out[1] = c1; out[2] = c2; out[3] = c3;
+    const uint32_t k[2] = {(uint32_t)key, (uint32_t)(key >> 32)};
+    const uint32_t c[4] = {(uint32_t)counter, (uint32_t)(counter >> 32), 0, 0};
+    av_philox4x32(k, c, out);
 }
 
 /* uniform double in [0,1) with 53 random bits */

@@ -11,22 +11,9 @@
 #include <stdlib.h>
 #include <string.h>
 #include "aviary/data.h"
+#include "aviary/philox.h"
 
-/* ---- Philox-4x32-10 ------------------------------------------------------------ */
-static void philox(const uint32_t key[2], const uint32_t ctr[4], uint32_t out[4]) {
-    uint32_t c0 = ctr[0], c1 = ctr[1], c2 = ctr[2], c3 = ctr[3], k0 = key[0], k1 = key[1];
-    for (int i = 0; i < 10; i++) {
-        uint64_t p0 = (uint64_t)0xD2511F53u * c0, p1 = (uint64_t)0xCD9E8D57u * c2;
-        uint32_t n0 = (uint32_t)(p1 >> 32) ^ c1 ^ k0, n2 = (uint32_t)(p0 >> 32) ^ c3 ^ k1;
-        c1 = (uint32_t)p1;
-        c3 = (uint32_t)p0;
-        c0 = n0;
-        c2 = n2;
-        k0 += 0x9E3779B9u;
-        k1 += 0xBB67AE85u;
-    }
-    out[0] = c0; out[1] = c1; out[2] = c2; out[3] = c3;
-}
+/* ---- per-sample streams: Philox-4x32-10 (aviary/philox.h) ------------------------ */
 
 void av_sample_rng_init(av_sample_rng *r, uint64_t seed, uint64_t epoch, uint64_t index) {
     r->key[0] = (uint32_t)seed;
@@ -40,7 +27,7 @@ void av_sample_rng_init(av_sample_rng *r, uint64_t seed, uint64_t epoch, uint64_
 
 uint32_t av_sample_rng_u32(av_sample_rng *r) {
     if (r->left == 0) {
-        philox(r->key, r->ctr, r->buf);
+        av_philox4x32(r->key, r->ctr, r->buf);
         r->ctr[3]++;
         r->left = 4;
     }

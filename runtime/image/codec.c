@@ -36,13 +36,13 @@ av_image *av_image_new(int w, int h, int c) {
 }
 
 /* an image whose pixels are about to be overwritten (no zero fill) */
-static av_image *image_uninit(int w, int h, int c, const char *name) {
+av_image *av_image_alloc(int w, int h, int c, const char *who) {
     av_image *im = malloc(sizeof *im);
     uint8_t *d = malloc((size_t)w * (size_t)h * (size_t)c);
     if (!im || !d) {
         free(im);
         free(d);
-        av_fail("%s: out of memory for a %dx%dx%d image", name, w, h, c);
+        av_fail("%s: out of memory for a %dx%dx%d image", who, w, h, c);
         return NULL;
     }
     im->w = w;
@@ -233,12 +233,12 @@ static av_image *decode_jpeg(const uint8_t *b, size_t n, const av_decode_opts *o
     int pf;
     if (cmyk) {
         pf = TJPF_CMYK;
-        tmp = image_uninit(sw, sh, 4, name);
+        tmp = av_image_alloc(sw, sh, 4, name);
         if (!tmp) goto done;
     } else {
         pf = outc == 1 ? TJPF_GRAY : outc == 4 ? TJPF_RGBA : TJPF_RGB;
     }
-    im = image_uninit(sw, sh, outc, name);
+    im = av_image_alloc(sw, sh, outc, name);
     if (!im) goto done;
     uint8_t *dst = cmyk ? tmp->data : im->data;
     int pitch = sw * (cmyk ? 4 : outc);
@@ -345,7 +345,7 @@ static av_image *decode_png(const uint8_t *b, size_t n, const av_decode_opts *o,
     png_set_interlace_handling(p);
     png_read_update_info(p, info);
     if ((int)png_get_rowbytes(p, info) != w * outc) png_error(p, "unexpected row size after conversion");
-    im = image_uninit(w, h, outc, name);
+    im = av_image_alloc(w, h, outc, name);
     if (!im) {
         png_destroy_read_struct(&p, &info, NULL);
         return NULL;

@@ -167,24 +167,9 @@ static int check_image(const av_image *im, const char *fn) {
     return 0;
 }
 
-static av_image *alloc_image(int w, int h, int c, const char *fn) {
-    av_image *im = malloc(sizeof *im);
-    uint8_t *d = malloc((size_t)w * h * c);
-    if (!im || !d) {
-        free(im);
-        free(d);
-        av_fail("%s: out of memory for a %dx%dx%d image", fn, w, h, c);
-        return NULL;
-    }
-    im->w = w;
-    im->h = h;
-    im->c = c;
-    im->data = d;
-    return im;
-}
 
 static av_image *resize_nearest(const av_image *im, float x0, float y0, float x1, float y1, int w, int h) {
-    av_image *out = alloc_image(w, h, im->c, "av_image_resize");
+    av_image *out = av_image_alloc(w, h, im->c, "av_image_resize");
     int *xin = malloc(sizeof(int) * (size_t)w);
     if (!out || !xin) {
         av_image_free(out);
@@ -246,7 +231,7 @@ static av_image *resample_box(const av_image *im, float x0, float y0, float x1, 
         for (int i = 0; i < h; i++) cv.bounds[2 * i] -= yfirst;
         int nrows = ylast - yfirst;
         if (!need_v) {
-            out = alloc_image(w, h, C, "av_image_resize");
+            out = av_image_alloc(w, h, C, "av_image_resize");
             if (out && resample_h(im->data, im->w, 0, h, out->data, w, C, &ch) != 0) {
                 av_image_free(out);
                 out = NULL;
@@ -262,7 +247,7 @@ static av_image *resample_box(const av_image *im, float x0, float y0, float x1, 
         vsrc = tmp;
         vw = w;
     }
-    out = alloc_image(w, h, C, "av_image_resize");
+    out = av_image_alloc(w, h, C, "av_image_resize");
     if (!out) goto done;
     if (need_v) {
         if (resample_v(vsrc, (size_t)vw * C, out->data, h, &cv) != 0) {
@@ -334,7 +319,7 @@ av_image *av_image_resized_crop(const av_image *im, double x, double y, double c
 
 av_image *av_image_hflip(const av_image *im) {
     if (check_image(im, "av_image_hflip") != 0) return NULL;
-    av_image *out = alloc_image(im->w, im->h, im->c, "av_image_hflip");
+    av_image *out = av_image_alloc(im->w, im->h, im->c, "av_image_hflip");
     if (!out) return NULL;
     const int C = im->c, W = im->w;
     for (int y = 0; y < im->h; y++) {
@@ -354,7 +339,7 @@ av_image *av_image_hflip(const av_image *im) {
 
 av_image *av_image_vflip(const av_image *im) {
     if (check_image(im, "av_image_vflip") != 0) return NULL;
-    av_image *out = alloc_image(im->w, im->h, im->c, "av_image_vflip");
+    av_image *out = av_image_alloc(im->w, im->h, im->c, "av_image_vflip");
     if (!out) return NULL;
     size_t rl = (size_t)im->w * im->c;
     for (int y = 0; y < im->h; y++) memcpy(out->data + (size_t)y * rl, im->data + (size_t)(im->h - 1 - y) * rl, rl);
@@ -461,7 +446,7 @@ av_image *av_image_from_tensor(const av_tensor *t, int chw) {
     }
     av_tensor *c = av_contiguous(t);
     if (!c) return NULL;
-    av_image *im = alloc_image((int)W, (int)H, (int)C, "av_image_from_tensor");
+    av_image *im = av_image_alloc((int)W, (int)H, (int)C, "av_image_from_tensor");
     if (!im) {
         av_release(c);
         return NULL;

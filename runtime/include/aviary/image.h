@@ -18,6 +18,8 @@ typedef struct av_image {
 } av_image;
 
 av_image *av_image_new(int w, int h, int c);           /* zero-filled */
+/* uninitialised pixels, for results about to be written in full; `who` names the caller in errors */
+av_image *av_image_alloc(int w, int h, int c, const char *who);
 void av_image_free(av_image *im);
 
 /* ---- decoding --------------------------------------------------------------- */
