@@ -50,6 +50,17 @@ function BasicConv2d:__init(cin, cout, k, opts)
 end
 function BasicConv2d:forward(x) return models.relu(self.bn(self.conv(x))) end
 
+--- models.transform_input(x) -> x re-normalised from ImageNet's mean/std to
+-- (x - 0.5) / 0.5 per channel: torchvision's _transform_input of GoogLeNet and
+-- Inception v3 (their ImageNet weights were trained on that normalisation)
+local TRANSFORM = {{0.229 / 0.5, (0.485 - 0.5) / 0.5}, {0.224 / 0.5, (0.456 - 0.5) / 0.5},
+                   {0.225 / 0.5, (0.406 - 0.5) / 0.5}}
+function models.transform_input(x)
+  local parts = {}
+  for c = 1, 3 do parts[c] = x:narrow(2, c, 1) * TRANSFORM[c][1] + TRANSFORM[c][2] end
+  return av.cat(parts, 2)
+end
+
 --- models.list() -> sorted list of model names
 function models.list()
   load_families()

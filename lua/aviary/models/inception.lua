@@ -121,14 +121,7 @@ function InceptionE:forward(x)
                  self.branch3x3dbl_3a(bd), self.branch3x3dbl_3b(bd), bp}, 2)
 end
 
--- torchvision's _transform_input: ImageNet normalisation -> (x - 0.5) / 0.5 per channel
-local TRANSFORM = {{0.229 / 0.5, (0.485 - 0.5) / 0.5}, {0.224 / 0.5, (0.456 - 0.5) / 0.5},
-                   {0.225 / 0.5, (0.406 - 0.5) / 0.5}}
-local function transform_input(x)
-  local parts = {}
-  for c = 1, 3 do parts[c] = x:narrow(2, c, 1) * TRANSFORM[c][1] + TRANSFORM[c][2] end
-  return av.cat(parts, 2)
-end
+local transform_input = models.transform_input
 
 local Inception3 = nn.Module:extend("Inception3")
 function Inception3:__init(opts)
