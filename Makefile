@@ -50,7 +50,7 @@ MOD := $(BUILD)/lua/aviary/core.so
 HOST := $(if $(filter build,$(BUILD)),bin/aviary,$(BUILD)/bin/aviary)
 CTEST := $(BUILD)/tests/ctest
 
-.PHONY: all deps test-deps test asan bench env install clean demo check-cuda FORCE
+.PHONY: all deps test-deps test asan bench env install clean demo train check-cuda FORCE
 all: $(LIB) $(MOD) $(HOST)
 
 # objects rebuild when the compiler flags change (CUDA, DNNL, sanitizers, ...)
@@ -133,9 +133,17 @@ install: all
 	install -m 755 $(HOST) $(PREFIX)/bin/aviary
 	@echo "installed into $(PREFIX); stock lua5.4 finds aviary when $(PREFIX) is on its search path"
 
+# the whole workflow on a synthetic set: draw it (data/synthetic), prepare it (data/demo_images),
+# train recipes/configs/demo.lua into models/demo-<time>/
 demo: deps
 	@$(MAKE) --no-print-directory all
 	@OPENBLAS_CORETYPE=$${OPENBLAS_CORETYPE:-Haswell} $(HOST) recipes/demo.lua
+
+# make train CONFIG=resnet50 ARGS='MODEL.weights=resnet50.safetensors TRAIN.num_epochs=30'
+CONFIG ?= resnet50
+train: deps
+	@$(MAKE) --no-print-directory all
+	@OPENBLAS_CORETYPE=$${OPENBLAS_CORETYPE:-Haswell} $(HOST) recipes/train.lua --config $(CONFIG) $(ARGS)
 
 clean:
 	rm -rf build build-asan bin/aviary

@@ -1,0 +1,13 @@
+-- ResNet-152 fine-tuned on CUB-200-2011 with the study's recipe (82% in the study).
+-- bin/aviary recipes/train.lua --config resnet152 MODEL.weights=resnet152.safetensors   (or: make train CONFIG=resnet152 ARGS='...')
+return {
+  MODEL = {name = "resnet152", weights = nil, num_classes = 200, freeze_backbone = false},
+  DATA = {dir = "data/images", preset = "default", crop = 224, resize = 256},
+  TRAIN = {
+    batch_size = 16, num_workers = 2, num_epochs = 40,
+    optimizer = {type = "SGD", lr = 1e-3, momentum = 0.9, nesterov = true, weight_decay = 0},
+    scheduler = {type = "StepLR", step_size = 7, gamma = 0.1},
+    early_stopping = {patience = 5, metric = "val_accuracy"},
+  },
+  SYSTEM = {seed = 1, device = "cpu", threads = 2},
+}

@@ -1,0 +1,13 @@
+-- ResNeXt-101 32x8d fine-tuned on CUB-200-2011 with the study's recipe (85% in the study).
+-- bin/aviary recipes/train.lua --config resnext101_32x8d MODEL.weights=resnext101_32x8d.safetensors   (or: make train CONFIG=resnext101_32x8d ARGS='...')
+return {
+  MODEL = {name = "resnext101_32x8d", weights = nil, num_classes = 200, freeze_backbone = false},
+  DATA = {dir = "data/images", preset = "default", crop = 224, resize = 256},
+  TRAIN = {
+    batch_size = 16, num_workers = 2, num_epochs = 40,
+    optimizer = {type = "SGD", lr = 1e-3, momentum = 0.9, nesterov = true, weight_decay = 0},
+    scheduler = {type = "StepLR", step_size = 7, gamma = 0.1},
+    early_stopping = {patience = 5, metric = "val_accuracy"},
+  },
+  SYSTEM = {seed = 1, device = "cpu", threads = 2},
+}
