@@ -680,9 +680,34 @@ function H.tensorboard(target, opts)
     if not w then return end
     if owned then w:close(); w = nil else w:flush() end
   end
+  -- the first training batch as a PNG grid (inputs un-normalised with ImageNet's mean and std),
+  -- so a run's TensorBoard shows what the network was fed
+  local sampled = false
+  local function sample_grid(batch, step)
+    sampled = true
+    local x = batch and batch.input
+    if not (av.is_tensor(x) and x:dim() == 4 and x:size(2) == 3 and x:dtype() == "float32") then return end
+    local image, draw = require "aviary.image", require "aviary.draw"
+    local n = math.min(x:size(1), 16)
+    local mean = av.tensor(image.IMAGENET_MEAN):view(1, 3, 1, 1)
+    local std = av.tensor(image.IMAGENET_STD):view(1, 3, 1, 1)
+    local grid = draw.make_grid(av.no_grad(function() return (x:narrow(1, 1, n) * std + mean):clamp(0, 1) end),
+      {nrow = 8})
+    local path = os.tmpname()
+    local ok = pcall(image.save, grid, path .. ".png")
+    if ok then
+      local f = io.open(path .. ".png", "rb")
+      local bytes = f:read("a")
+      f:close()
+      w:add_image("train/sample_batch", bytes, grid:size(2), grid:size(3), step)
+    end
+    os.remove(path .. ".png")
+    os.remove(path)
+  end
   return function(t)
     t:on("started", function() w = w or tb.SummaryWriter(target) end)
     t:on("iteration_completed", function(_, s)
+      if not sampled then sample_grid(s.batch, s.iteration) end
       if o.every > 0 and s.iteration % o.every == 0 and finite(s.last_loss) then
         w:add_scalar("train/loss_iter", s.last_loss, s.iteration)
         if s.lr then w:add_scalar("train/lr_iter", s.lr, s.iteration) end

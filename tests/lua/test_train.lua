@@ -613,6 +613,9 @@ net:save(out)
       assert.equal(#by["lr"], 2)
       assert.equal(by["weights/6.weight"][1].num, 4 * C)
       assert.equal(by["grads/0.weight"][2].kind, "histo")
+      local img = by["train/sample_batch"] and by["train/sample_batch"][1]
+      assert.truthy(img, "no sample image grid in the event file")
+      assert.equal(img.step, 1)
     end
     os.execute("rm -rf '" .. dir .. "'")
   end)
