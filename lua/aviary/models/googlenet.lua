@@ -17,11 +17,6 @@ local init = require "aviary.nn.init"
 local models = require "aviary.models"
 
 local relu = models.relu
-
-local function trunc_normal(t, mean, std, a, b)
-  return init.trunc_normal_(t, {mean = mean, std = std, a = a, b = b})
-end
-
 local BasicConv2d = models.BasicConv2d
 
 local Inception = nn.Module:extend("Inception")
@@ -74,7 +69,7 @@ function GoogLeNet:__init(opts)
     for _, m in ipairs(self:modules()) do
       local t = m:type_name()
       if t == "Conv2d" or t == "Linear" then
-        trunc_normal(m.weight, 0.0, 0.01, -2, 2)
+        init.trunc_normal_(m.weight, {mean = 0.0, std = 0.01, a = -2, b = 2})
       elseif t == "BatchNorm2d" then
         init.constant_(m.weight, 1)
         init.constant_(m.bias, 0)

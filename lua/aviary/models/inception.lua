@@ -17,11 +17,6 @@ local init = require "aviary.nn.init"
 local models = require "aviary.models"
 
 local relu = models.relu
-
-local function trunc_normal(t, mean, std, a, b)
-  return init.trunc_normal_(t, {mean = mean, std = std, a = a, b = b})
-end
-
 local BasicConv2d = models.BasicConv2d
 
 local POOL3 = {stride = 1, padding = 1}    -- F.avg_pool2d(x, 3, stride=1, padding=1), count_include_pad
@@ -156,7 +151,7 @@ function Inception3:__init(opts)
       if t == "Conv2d" or t == "Linear" then
         -- torchvision reads a `stddev` attribute of the layer; without the
         -- auxiliary classifier no layer has one, so 0.1 throughout
-        trunc_normal(m.weight, 0.0, rawget(m, "stddev") or 0.1, -2, 2)
+        init.trunc_normal_(m.weight, {mean = 0.0, std = rawget(m, "stddev") or 0.1, a = -2, b = 2})
       elseif t == "BatchNorm2d" then
         init.constant_(m.weight, 1)
         init.constant_(m.bias, 0)
