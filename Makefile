@@ -18,10 +18,13 @@ ifeq ($(origin CUDA),undefined)
 endif
 CUDA_HOME ?= $(patsubst %/bin/nvcc,%,$(NVCC))
 
+# cairo (Debian libcairo2-dev) draws the plots: antialiased lines, text in DejaVu Sans, PNG output
+CAIRO_INC := $(shell pkg-config --cflags cairo 2>/dev/null || echo -I/usr/include/cairo)
+CAIRO_LIB := $(shell pkg-config --libs cairo 2>/dev/null || echo -lcairo)
 WARN := -Wall -Wextra -Wno-unused-parameter -Wshadow -Wstrict-prototypes
-CFLAGS := -std=c11 -D_GNU_SOURCE -fPIC -fopenmp -fno-trapping-math $(OPT) -g $(WARN) $(SAN) -Iruntime/include $(BLAS_INC)
+CFLAGS := -std=c11 -D_GNU_SOURCE -fPIC -fopenmp -fno-trapping-math $(OPT) -g $(WARN) $(SAN) -Iruntime/include $(BLAS_INC) $(CAIRO_INC)
 LDFLAGS_COMMON := -fopenmp $(SAN)
-RUNTIME_LIBS := $(BLAS_LIB) -lturbojpeg -lpng -lcjson -lm -lpthread
+RUNTIME_LIBS := $(BLAS_LIB) -lturbojpeg -lpng -lcjson $(CAIRO_LIB) -lm -lpthread
 
 RUNTIME_SRC := $(shell find runtime -name '*.c' | sort)
 RUNTIME_OBJ := $(RUNTIME_SRC:%.c=$(BUILD)/obj/%.o)
@@ -88,8 +91,11 @@ $(CTEST): $(CTEST_SRC) $(LIB)
 
 # ---- packages -------------------------------------------------------------
 DEPS_PKGS := lua5.4 liblua5.4-dev lua-cjson libopenblas-dev libturbojpeg0-dev libreadline-dev \
-  libcjson-dev libdnnl-dev libpng-dev pkg-config gcc make
-TEST_PKGS := python3-torch python3-torchvision python3-pil python3-sklearn python3-protobuf protobuf-compiler
+  libcjson-dev libdnnl-dev libpng-dev libcairo2-dev fonts-dejavu-core pkg-config gcc make
+TEST_PKGS := python3-torch python3-torchvision python3-pil python3-sklearn python3-protobuf protobuf-compiler chromium
+# Node.js packages the tests drive (tools/node/package.json, versions pinned by its package-lock.json):
+# playwright-core opens the HTML reports in Debian's Chromium. Node.js itself comes from Debian when absent.
+NODE_TOOLS := tools/node/node_modules/playwright-core/package.json
 define apt_ensure
 	@missing=""; for p in $(1); do dpkg-query -W -f='$${Status}' $$p 2>/dev/null | grep -q 'ok installed' || missing="$$missing $$p"; done; \
 	if [ -n "$$missing" ]; then \
@@ -101,6 +107,10 @@ deps:
 	$(call apt_ensure,$(DEPS_PKGS))
 test-deps:
 	$(call apt_ensure,$(TEST_PKGS))
+	@command -v npm >/dev/null || { test "$$(id -u)" = 0 && echo "installing: nodejs npm" && \
+	  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nodejs npm >/dev/null; } || \
+	  { echo "missing: npm; run: sudo apt-get install -y nodejs npm"; exit 1; }
+	@test -e $(NODE_TOOLS) || (cd tools/node && npm ci --ignore-scripts --no-audit --no-fund --loglevel=error)
 
 # ---- tests ------------------------------------------------------------------
 test: deps test-deps

@@ -288,6 +288,9 @@ __attribute__((weak)) void lav_open_image(lua_State *L, int mod, int methods);
 __attribute__((weak)) void lav_open_draw(lua_State *L, int mod, int methods);
 __attribute__((weak)) void lav_open_data(lua_State *L, int mod, int methods);
 __attribute__((weak)) void lav_open_optim(lua_State *L, int mod, int methods);
+/* step 6's plotting surface (cairo) and manifold learning (PCA, t-SNE) */
+__attribute__((weak)) void lav_open_plot(lua_State *L, int mod, int methods);
+__attribute__((weak)) void lav_open_manifold(lua_State *L, int mod, int methods);
 
 int luaopen_aviary_core(lua_State *L) {
     lua_newtable(L); /* module */
@@ -328,6 +331,8 @@ int luaopen_aviary_core(lua_State *L) {
     if (lav_open_draw) lav_open_draw(L, mod, methods);
     if (lav_open_data) lav_open_data(L, mod, methods);
     if (lav_open_optim) lav_open_optim(L, mod, methods);
+    if (lav_open_plot) lav_open_plot(L, mod, methods);
+    if (lav_open_manifold) lav_open_manifold(L, mod, methods);
 
     lua_pushvalue(L, methods);
     lua_setfield(L, mod, "Tensor"); /* the methods table, for extension in Lua */

@@ -2,7 +2,9 @@
 --   1. draws a synthetic CUB-200-2011 (20 species, small images) into data/synthetic, if absent
 --   2. prepares the study's layout into data/demo_images (recipes/prepare_cub.lua), if absent
 --   3. trains recipes/configs/demo.lua (ResNet-18 from scratch at 112 px) with recipes/train.lua
---   4. prints the run folder, the final test accuracy and the wall time
+--   4. evaluates the best checkpoint with recipes/evaluate.lua: predictions, metrics, plots, the
+--      feature manifold and report.html
+--   5. prints the run folder, the final test accuracy, the wall time and the report's path
 -- usage: bin/aviary recipes/demo.lua [KEY.sub=value ...]   (overrides go to recipes/train.lua)
 -- The old tensor tour is recipes/tour.lua.
 local av = require "aviary"
@@ -37,27 +39,27 @@ if n and n ~= CLASSES then
   n = count_lines(syn .. "/CUB_200_2011/classes.txt")
 end
 if not n then
-  print(("[1/3] drawing %d species x %d images (%s) into %s/CUB_200_2011"):format(CLASSES, PER_CLASS, SIZE, syn))
+  print(("[1/4] drawing %d species x %d images (%s) into %s/CUB_200_2011"):format(CLASSES, PER_CLASS, SIZE, syn))
   local r = require("aviary.data.synthetic").generate({out = syn, classes = CLASSES, per_class = PER_CLASS, size = SIZE,
                                                         seed = 1})
   print(("      %d images (%d train, %d test) in %.1f s"):format(r.images or CLASSES * PER_CLASS, r.train or 0, r.test or 0,
     r.seconds or 0))
 else
-  print(("[1/3] %s/CUB_200_2011 is there (%d species); delete it to draw it again"):format(syn, n))
+  print(("[1/4] %s/CUB_200_2011 is there (%d species); delete it to draw it again"):format(syn, n))
 end
 
 -- 2. the study's layout
 if not exists(IMAGES .. "/train.txt") then
-  print(("[2/3] preparing %s -> %s"):format(syn .. "/CUB_200_2011", IMAGES))
+  print(("[2/4] preparing %s -> %s"):format(syn .. "/CUB_200_2011", IMAGES))
   local r = require("aviary.data.cub").prepare(syn .. "/CUB_200_2011", IMAGES, {mode = "link"})
   print(("      train: %d images, test: %d images, %d classes"):format(r.train, r.test, r.classes))
 else
-  print(("[2/3] %s is there; delete it to prepare it again"):format(IMAGES))
+  print(("[2/4] %s is there; delete it to prepare it again"):format(IMAGES))
 end
 
 -- 3. training
 local run = "demo-" .. os.date("%Y%m%d-%H%M%S")
-print(("[3/3] training: bin/aviary recipes/train.lua --config demo --run-name %s%s\n"):format(run,
+print(("[3/4] training: bin/aviary recipes/train.lua --config demo --run-name %s%s\n"):format(run,
   #arg > 0 and (" " .. table.concat(arg, " ")) or ""))
 io.stdout:flush()
 local args = {}
@@ -70,6 +72,12 @@ if not ok then
 end
 
 local dir = "models/" .. run
+print(("\n[4/4] evaluating: bin/aviary recipes/evaluate.lua --run %s\n"):format(dir))
+io.stdout:flush()
+if not os.execute(("%s %s --run %s"):format(sh(host), sh(here .. "/evaluate.lua"), sh(dir))) then
+  io.stderr:write("demo: evaluation failed (see above)\n")
+  os.exit(1)
+end
 local okh, h = pcall(json.read, dir .. "/history.json")
 print("")
 print("run folder: " .. dir)
@@ -80,4 +88,10 @@ if okh and type(h) == "table" and #h > 0 then
   print(("final test accuracy %.1f%% after %d epochs (best %.1f%% at epoch %d; chance is %.0f%%); demo wall time %.0f s")
     :format(100 * last.test_acc, last.epoch, 100 * best.test_acc, best.epoch, 100 / CLASSES, av.clock() - t0))
 end
+local okm, m = pcall(json.read, dir .. "/metrics.json")
+if okm and type(m) == "table" and m.top1 then
+  print(("evaluation of the best checkpoint: top-1 %.1f%%, top-5 %.1f%%, macro F1 %.3f"):format(100 * m.top1, 100 * m.top5,
+    m.macro.f1))
+end
 print("next: tensorboard --logdir " .. dir .. "/tb, or read docs/training.md to train on the real CUB-200-2011")
+print("report: " .. dir .. "/report.html  (open it in a browser)")

@@ -71,63 +71,6 @@ local function parse_args(args)
 end
 
 -- ---- the data ----------------------------------------------------------------------------
-local PREPARE_HINT = [[
-prepare the data first:
-  the real set:  bin/aviary recipes/prepare_cub.lua --src=data/CUB_200_2011.tgz --dst=%s
-  a synthetic one: bin/aviary recipes/make_synthetic_cub.lua --out=data/synthetic --classes=20 --per_class=30
-                 bin/aviary recipes/prepare_cub.lua --src=data/synthetic/CUB_200_2011 --dst=%s
-(or set DATA.dir=... to where the prepared set is)]]
-
-local function check_data(cfg)
-  local D = cfg.DATA
-  local hint = PREPARE_HINT:format(D.dir, D.dir)
-  if not is_dir(D.dir) then error(("data folder '%s' does not exist; %s"):format(D.dir, hint), 0) end
-  if D.format == "cub" then
-    if not exists(D.dir .. "/images.txt") then
-      error(("DATA.format='cub' but '%s' holds no images.txt (it must be an extracted CUB_200_2011 folder); "
-        .. "or use DATA.format='folder' with a prepared set; %s"):format(D.dir, hint), 0)
-    end
-    return
-  end
-  for _, sub in ipairs({D.train_subdir, D.test_subdir}) do
-    local p = D.dir .. "/" .. sub
-    if not is_dir(p) then
-      local extra = exists(D.dir .. "/images.txt") and
-        (" ('%s' looks like an extracted CUB_200_2011 folder: set DATA.format='cub', or prepare it)"):format(D.dir) or ""
-      error(("'%s' has no '%s' folder: DATA.dir must hold %s/<class>/*.jpg and %s/<class>/*.jpg%s; %s")
-        :format(D.dir, sub, D.train_subdir, D.test_subdir, extra, hint), 0)
-    end
-  end
-end
-
-local function datasets(cfg)
-  local data = require "aviary.data"
-  local D, seed = cfg.DATA, cfg.SYSTEM.seed
-  local tr_tf = data.transforms.preset(D.preset, "train", {size = D.crop, resize = D.resize})
-  local te_tf = data.transforms.preset("default", "test", {size = D.crop, resize = D.resize})
-  local train_ds, test_ds
-  if D.format == "cub" then
-    train_ds = data.CUB(D.dir, {split = "train", transform = tr_tf, seed = seed})
-    test_ds = data.CUB(D.dir, {split = "test", transform = te_tf, seed = seed})
-  else
-    train_ds = data.ImageFolder(D.dir .. "/" .. D.train_subdir, {transform = tr_tf, seed = seed})
-    test_ds = data.ImageFolder(D.dir .. "/" .. D.test_subdir, {transform = te_tf, seed = seed})
-  end
-  if #train_ds.classes ~= #test_ds.classes then
-    error(("the training set has %d classes but the test set %d (in %s)"):format(#train_ds.classes, #test_ds.classes, D.dir), 0)
-  end
-  for i, c in ipairs(train_ds.classes) do
-    if test_ds.classes[i] ~= c then
-      error(("the training and test sets' classes differ ('%s' vs '%s' at %d)"):format(c, tostring(test_ds.classes[i]), i), 0)
-    end
-  end
-  if #train_ds.classes ~= cfg.MODEL.num_classes then
-    error(("MODEL.num_classes is %d but %s has %d classes; set MODEL.num_classes=%d"):format(cfg.MODEL.num_classes,
-      D.dir, #train_ds.classes, #train_ds.classes), 0)
-  end
-  return train_ds, test_ds
-end
-
 -- FNV-1a 64 over a string (Lua integers wrap), as 16 hex digits
 local function fnv1a64(s)
   local h = -3750763034362895579   -- 0xcbf29ce484222325
@@ -267,10 +210,11 @@ local function main(args)
     cfg = config.resolve(o.config, o.overrides)
     config_name = o.config:match("([^/]+)%.lua$") or o.config
   end
-  check_data(cfg)
+  local run = require "aviary.run"
+  run.check_data(cfg)
   av.set_num_threads(cfg.SYSTEM.threads)
   av.manual_seed(cfg.SYSTEM.seed)
-  local train_ds, test_ds = datasets(cfg)
+  local train_ds, test_ds = run.datasets(cfg)
   local fp = fingerprint(cfg, train_ds, test_ds)
   local run_dir, fresh = prepare_run_dir(cfg, o, config_name)
   current_run_dir = run_dir

@@ -1,0 +1,268 @@
+-- The study's model validation (walkthrough 003) and feature manifold (004): a trained run judged
+-- species by species on the test split.
+--   bin/aviary recipes/evaluate.lua --run models/<run> [options]
+--   bin/aviary recipes/evaluate.lua --weights model.safetensors --config resnet18 [KEY.sub=value ...]
+-- Writes into the run folder (or --out): predictions.csv, metrics.json, plots/*.png,
+-- features/<layer>.safetensors and report.html (self-contained). See docs/evaluation.md.
+local av = require "aviary"
+local json = require "aviary.json"
+
+local usage = [[
+usage: bin/aviary recipes/evaluate.lua --run models/<run> [options]
+       bin/aviary recipes/evaluate.lua --weights FILE --config NAME|PATH [KEY.sub=value ...] --out DIR
+  --run DIR            a run folder written by recipes/train.lua
+  --checkpoint WHICH   best (default; falls back to last), last, or a .ckpt / .safetensors path
+  --weights FILE       evaluate these weights (.safetensors or .ckpt) with --config's model and data
+  --config NAME|PATH   the config for --weights (recipes/configs/NAME.lua or a path)
+  --out DIR            where to write (default: the run folder)
+  --layer NAME         the layer whose activations are the features (default: the head's input, e.g. avgpool)
+  --batch-size N       default: the run's TRAIN.batch_size
+  --workers N          loader threads (default: the run's TRAIN.num_workers)
+  --perplexity P       t-SNE perplexity (default 50, as the study; capped for small test sets)
+  --tsne-lr LR         t-SNE learning rate (default 150, as the study)
+  --no-tsne            skip the t-SNE manifold and collage
+  --pr-classes A,B     classes (1-based numbers) for the precision-recall plot
+  --grid N             images in the prediction and error grids (default 24)
+  --quiet              no progress bars
+  --help               this text]]
+
+local Usage = {}
+local function usage_error(msg) error(setmetatable({msg = msg}, Usage), 0) end
+
+local OPTIONS = {"run", "checkpoint", "weights", "config", "out", "layer", "batch-size", "workers", "perplexity",
+                 "tsne-lr", "no-tsne", "pr-classes", "grid", "quiet", "help"}
+local FLAGS = {["no-tsne"] = true, quiet = true, help = true}
+
+local function parse_args(args)
+  local o = {overrides = {}}
+  local known = {}
+  for _, k in ipairs(OPTIONS) do known[k] = true end
+  local i = 1
+  while i <= #args do
+    local a = args[i]
+    local k, v = a:match("^%-%-([%w%-_]+)=(.*)$")
+    k = k or a:match("^%-%-([%w%-_]+)$")
+    if k then
+      k = k:gsub("_", "-")
+      if not known[k] then
+        usage_error(("unknown option '%s' (did you mean '--%s'?)"):format(a, require("aviary.util").nearest(k, OPTIONS)))
+      end
+      if FLAGS[k] then o[k] = true
+      else
+        if v == nil then
+          v = args[i + 1]
+          if v == nil then usage_error("--" .. k .. " needs a value") end
+          i = i + 1
+        end
+        o[k] = v
+      end
+    elseif a == "-h" then o.help = true
+    elseif a:match("^[%a_][%w_%.]*=") then o.overrides[#o.overrides + 1] = a
+    else usage_error(("unexpected argument '%s' (overrides are KEY.sub=value)"):format(a)) end
+    i = i + 1
+  end
+  for _, k in ipairs({"batch-size", "workers", "grid"}) do
+    if o[k] then
+      local n = math.tointeger(tonumber(o[k]))
+      if not n or n < (k == "workers" and 0 or 1) then usage_error(("--%s must be a positive integer, got '%s'"):format(k, o[k])) end
+      o[k] = n
+    end
+  end
+  for _, k in ipairs({"perplexity", "tsne-lr"}) do
+    if o[k] then
+      local n = tonumber(o[k])
+      if not n or n <= 0 then usage_error(("--%s must be a positive number, got '%s'"):format(k, o[k])) end
+      o[k] = n
+    end
+  end
+  return o
+end
+
+local function pct(v) return ("%.2f%%"):format(100 * v) end
+
+local function build_report(path, ctx)
+  local report = require "aviary.report"
+  local m, r = ctx.metrics, ctx.run
+  local cfg = r.cfg
+  local doc = report.Document(("Evaluation: %s"):format(r.name), {subtitle = ("%s, %d classes, %d test images; "
+    .. "checkpoint %s%s; written %s by aviary %s"):format(cfg.MODEL.name, m.num_classes, m.n, ctx.checkpoint,
+    ctx.epoch and (" (epoch " .. ctx.epoch .. ")") or "", os.date("%Y-%m-%d %H:%M"), av._VERSION)})
+  local plots = {}
+  for _, p in ipairs(ctx.plots) do plots[p.key] = p end
+  local function fig(key, extra)
+    local p = plots[key]
+    if not p then return end
+    local o = {caption = p.caption, alt = p.title}
+    for k, v in pairs(extra or {}) do o[k] = v end
+    doc:image(p.file, o)
+  end
+
+  doc:section("Summary")
+  doc:cards({{"top-1 accuracy", pct(m.top1)}, {"top-5 accuracy", pct(m.top5)}, {"macro F1", ("%.4f"):format(m.macro.f1)},
+    {"macro precision", ("%.4f"):format(m.macro.precision)}, {"macro recall", ("%.4f"):format(m.macro.recall)},
+    {"log loss", ("%.4f"):format(m.log_loss)}, {"calibration error", ("%.4f"):format(m.ece)},
+    {"mean AP", ("%.4f"):format(m.mean_average_precision)}})
+  doc:text(("Chance is %.2f%% (%d classes). Metrics follow scikit-learn's definitions (classification_report with "
+    .. "every class as a label; zero division counts as 0). Evaluated in %.1f s (%.0f images/s)."):format(100 / m.num_classes,
+    m.num_classes, ctx.seconds, m.n / math.max(ctx.seconds, 1e-9)), "note")
+
+  doc:section("Training")
+  if plots.curves then fig("curves") else doc:text("The run folder has no history.json: no curves.", "note") end
+  doc:heading("Configuration")
+  doc:pre(require("aviary.config").serialize(cfg))
+
+  doc:section("Per class")
+  fig("per_class_f1")
+  fig("worst_classes")
+  doc:grid(function() fig("per_class_precision"); fig("per_class_recall") end)
+  local rows = {}
+  for _, c in ipairs(m.per_class) do
+    rows[#rows + 1] = {{c.name, class = "l"}, {("%d"):format(c.index), value = c.index},
+      {("%.4f"):format(c.precision), value = c.precision}, {("%.4f"):format(c.recall), value = c.recall},
+      {("%.4f"):format(c.f1), value = c.f1, class = c.f1 < m.macro.f1 / 2 and "bad" or nil},
+      {c.average_precision and ("%.4f"):format(c.average_precision) or "-", value = c.average_precision or -1},
+      {tostring(c.support), value = c.support}}
+  end
+  doc:heading("Classification report (click a column to sort)")
+  doc:table({"class", "#", "precision", "recall", "F1", "average precision", "support"}, rows, {sortable = true, scroll = true})
+  doc:html("<details><summary>as scikit-learn prints it</summary>")
+  doc:pre(m.report_text)
+  doc:html("</details>")
+
+  doc:section("Confusion")
+  local names = {}
+  for i, c in ipairs(m.per_class) do names[i] = c.name end
+  fig("confusion", plots.confusion and plots.confusion.figure_box and
+    {matrix = {names = names, counts = m.confusion, box = plots.confusion.figure_box}} or nil)
+  doc:heading("The most confused pairs")
+  local pairs_rows = {}
+  for _, p in ipairs(m.most_confused) do
+    pairs_rows[#pairs_rows + 1] = {{p.true_name, class = "l"}, {p.predicted_name, class = "l"}, {tostring(p.count), value = p.count},
+      {("%.1f%%"):format(100 * p.rate), value = p.rate}}
+  end
+  if #pairs_rows > 0 then
+    doc:table({"true class", "predicted as", "images", "of the true class"}, pairs_rows, {sortable = true})
+  else
+    doc:text("No mistakes.", "note")
+  end
+
+  doc:section("Errors")
+  fig("predictions")
+  fig("errors")
+  doc:grid(function() fig("scores"); fig("reliability") end)
+  fig("pr_curves")
+
+  if plots.pca or plots.tsne then
+    doc:section("Feature manifold")
+    doc:text(("Features: the %s activations (%d dimensions), saved in %s."):format(ctx.layer, ctx.feature_dim,
+      ctx.features_file), "note")
+    fig("pca")
+    fig("tsne")
+    fig("tsne_collage")
+  end
+  doc:section("Files")
+  doc:table({"file", "what"}, {
+    {{"predictions.csv", class = "l"}, {"one row per test image: true and predicted class, top-5 with probabilities", class = "l"}},
+    {{"metrics.json", class = "l"}, {"every number on this page, per-class metrics and the confusion matrix", class = "l"}},
+    {{"plots/", class = "l"}, {"every figure as a PNG", class = "l"}},
+    {{ctx.features_file, class = "l"}, {"the features, labels and logits (safetensors)", class = "l"}},
+  })
+  return doc:save(path)
+end
+
+local function main(args)
+  local o = parse_args(args)
+  if o.help then print(usage); return 0 end
+  local run = require "aviary.run"
+  local config = require "aviary.config"
+  local r
+  if o.run then
+    if o.weights then usage_error("give --run or --weights, not both") end
+    r = run.open(o.run, o.overrides)
+  elseif o.weights then
+    if not o.config then usage_error("--weights needs --config (the model and data it was trained with)") end
+    if not o.out then usage_error("--weights needs --out DIR (where to write the evaluation)") end
+    r = {cfg = config.resolve(o.config, o.overrides), meta = {}, history = {}, name = o.weights:match("([^/]+)$")}
+    o.checkpoint = o.weights
+  else
+    usage_error("--run DIR is required (or --weights FILE --config NAME --out DIR)")
+  end
+  local out = (o.out or r.dir):gsub("/+$", "")
+  if not os.execute("mkdir -p " .. run.sh(out .. "/plots")) then error(("cannot create '%s'"):format(out), 0) end
+  local cfg = r.cfg
+  av.set_num_threads(cfg.SYSTEM.threads)
+  run.check_data(cfg)
+  local ds = run.dataset(cfg, "test")
+  if ds:size() == 0 then
+    error(("the test split of %s is empty: there is nothing to evaluate (is DATA.dir the prepared set?)"):format(cfg.DATA.dir), 0)
+  end
+  run.check_classes(cfg, ds)
+  local net, info
+  if o.weights then
+    r.dir = out
+    net, info = run.model(r, {checkpoint = o.weights})
+  else
+    net, info = run.model(r, {checkpoint = o.checkpoint})
+  end
+  local data = require "aviary.data"
+  local loader = data.DataLoader(ds, {batch_size = o["batch-size"] or cfg.TRAIN.batch_size,
+    num_workers = o.workers or cfg.TRAIN.num_workers, seed = cfg.SYSTEM.seed})
+  print(("evaluating %s (%s, checkpoint %s) on %d test images of %s"):format(r.name, cfg.MODEL.name, info.file, ds:size(),
+    cfg.DATA.dir))
+  local ev = require "aviary.evaluation"
+  local t0 = av.clock()
+  local res = ev.predict(net, loader, {classes = ds.classes, layer = o.layer, progress = not o.quiet})
+  loader:close()
+  local seconds = av.clock() - t0
+  local m = ev.summarize(res)
+  ev.write_predictions(out .. "/predictions.csv", res)
+  local layer_file = "features/" .. res.layer:gsub("[^%w%._-]", "_") .. ".safetensors"
+  require("aviary.features").save(out .. "/" .. layer_file, res, {classes = json.encode(res.classes),
+    model = cfg.MODEL.name, run = r.name})
+  print(("top-1 %s, top-5 %s, macro F1 %.4f, log loss %.4f, ECE %.4f (%d images, %.1f s)"):format(pct(m.top1), pct(m.top5),
+    m.macro.f1, m.log_loss, m.ece, m.n, seconds))
+
+  print("drawing the plots...")
+  local pr_classes
+  if o["pr-classes"] then
+    pr_classes = {}
+    for s in o["pr-classes"]:gmatch("[^,]+") do
+      local c = math.tointeger(tonumber(s))
+      if not c or c < 1 or c > res.num_classes then
+        usage_error(("--pr-classes: '%s' is not a class number in 1..%d"):format(s, res.num_classes))
+      end
+      pr_classes[#pr_classes + 1] = c
+    end
+  end
+  local plots = ev.plots(res, m, {dir = out .. "/plots", history = r.history, pr_classes = pr_classes, grid = o.grid,
+    seed = cfg.SYSTEM.seed})
+  local mplots, minfo = ev.manifold(res, {dir = out .. "/plots", seed = cfg.SYSTEM.seed,
+    tsne = not o["no-tsne"] and {perplexity = o.perplexity, learning_rate = o["tsne-lr"]} or false})
+  for _, p in ipairs(mplots) do plots[#plots + 1] = p end
+
+  local mjson = {}
+  for k, v in pairs(m) do if k ~= "report_text" then mjson[k] = v end end
+  ev.write_metrics(out .. "/metrics.json", mjson, {run = r.name, model = cfg.MODEL.name, checkpoint = info.file,
+    epoch = info.epoch, split = "test", data_dir = cfg.DATA.dir, classes = res.classes, layer = res.layer,
+    feature_dim = res.features:size(2), seconds = seconds, created = os.date("!%Y-%m-%dT%H:%M:%SZ"),
+    aviary_version = av._VERSION, manifold = minfo})
+  local html = build_report(out .. "/report.html", {metrics = m, run = r, plots = plots, checkpoint = info.file,
+    epoch = info.epoch, seconds = seconds, layer = res.layer, feature_dim = res.features:size(2),
+    features_file = layer_file})
+  print(("wrote %s/predictions.csv, metrics.json, %d plots in plots/, %s"):format(out, #plots, layer_file))
+  print("report: " .. html)
+  return 0
+end
+
+local ok, err = xpcall(main, function(e)
+  if type(e) == "table" and getmetatable(e) == Usage then return e end
+  if os.getenv("AVIARY_TRACEBACK") then return debug.traceback(tostring(e), 2) end
+  return e
+end, arg)
+if ok then os.exit(err or 0) end
+if type(err) == "table" and getmetatable(err) == Usage then
+  io.stderr:write("evaluate: " .. err.msg .. "\n" .. usage .. "\n")
+  os.exit(2)
+end
+io.stderr:write("evaluate: " .. tostring(err) .. "\n")
+os.exit(1)
