@@ -199,6 +199,19 @@ int lav_autograd_setproperty(lua_State *L, av_tensor *x, const char *k, int v) {
     return 0;
 }
 
+/* av._attr.set_relu_grad_mode(mode) -> previous mode; av._attr.get_relu_grad_mode() -> mode
+ * (0 normal, 1 guided backpropagation, 2 deconvolution; for aviary.interpret) */
+static int f_set_relu_grad_mode(lua_State *L) {
+    int prev = av_set_relu_grad_mode((int)luaL_checkinteger(L, 1));
+    lav_check_rc(L, prev < 0 ? -1 : 0);
+    lua_pushinteger(L, prev);
+    return 1;
+}
+static int f_get_relu_grad_mode(lua_State *L) {
+    lua_pushinteger(L, av_get_relu_grad_mode());
+    return 1;
+}
+
 void lav_open_autograd(lua_State *L, int mod, int methods) {
     static const luaL_Reg meth[] = {{"requires_grad_", m_requires_grad_}, {"detach", m_detach},
                                     {"retain_grad", m_retain_grad}, {"backward", m_backward},
@@ -207,4 +220,9 @@ void lav_open_autograd(lua_State *L, int mod, int methods) {
                                    {"is_grad_enabled", f_is_grad_enabled}, {"detach", m_detach}, {NULL, NULL}};
     lav_setfuncs(L, methods, meth);
     lav_setfuncs(L, mod, fns);
+    static const luaL_Reg attr[] = {{"set_relu_grad_mode", f_set_relu_grad_mode},
+                                    {"get_relu_grad_mode", f_get_relu_grad_mode}, {NULL, NULL}};
+    lua_newtable(L);
+    luaL_setfuncs(L, attr, 0);
+    lua_setfield(L, mod, "_attr");
 }

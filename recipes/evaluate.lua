@@ -80,96 +80,6 @@ end
 
 local function pct(v) return ("%.2f%%"):format(100 * v) end
 
-local function build_report(path, ctx)
-  local report = require "aviary.report"
-  local m, r = ctx.metrics, ctx.run
-  local cfg = r.cfg
-  local doc = report.Document(("Evaluation: %s"):format(r.name), {subtitle = ("%s, %d classes, %d test images; "
-    .. "checkpoint %s%s; written %s by aviary %s"):format(cfg.MODEL.name, m.num_classes, m.n, ctx.checkpoint,
-    ctx.epoch and (" (epoch " .. ctx.epoch .. ")") or "", os.date("%Y-%m-%d %H:%M"), av._VERSION)})
-  local plots = {}
-  for _, p in ipairs(ctx.plots) do plots[p.key] = p end
-  local function fig(key, extra)
-    local p = plots[key]
-    if not p then return end
-    local o = {caption = p.caption, alt = p.title}
-    for k, v in pairs(extra or {}) do o[k] = v end
-    doc:image(p.file, o)
-  end
-
-  doc:section("Summary")
-  doc:cards({{"top-1 accuracy", pct(m.top1)}, {"top-5 accuracy", pct(m.top5)}, {"macro F1", ("%.4f"):format(m.macro.f1)},
-    {"macro precision", ("%.4f"):format(m.macro.precision)}, {"macro recall", ("%.4f"):format(m.macro.recall)},
-    {"log loss", ("%.4f"):format(m.log_loss)}, {"calibration error", ("%.4f"):format(m.ece)},
-    {"mean AP", ("%.4f"):format(m.mean_average_precision)}})
-  doc:text(("Chance is %.2f%% (%d classes). Metrics follow scikit-learn's definitions (classification_report with "
-    .. "every class as a label; zero division counts as 0). Evaluated in %.1f s (%.0f images/s)."):format(100 / m.num_classes,
-    m.num_classes, ctx.seconds, m.n / math.max(ctx.seconds, 1e-9)), "note")
-
-  doc:section("Training")
-  if plots.curves then fig("curves") else doc:text("The run folder has no history.json: no curves.", "note") end
-  doc:heading("Configuration")
-  doc:pre(require("aviary.config").serialize(cfg))
-
-  doc:section("Per class")
-  fig("per_class_f1")
-  fig("worst_classes")
-  doc:grid(function() fig("per_class_precision"); fig("per_class_recall") end)
-  local rows = {}
-  for _, c in ipairs(m.per_class) do
-    rows[#rows + 1] = {{c.name, class = "l"}, {("%d"):format(c.index), value = c.index},
-      {("%.4f"):format(c.precision), value = c.precision}, {("%.4f"):format(c.recall), value = c.recall},
-      {("%.4f"):format(c.f1), value = c.f1, class = c.f1 < m.macro.f1 / 2 and "bad" or nil},
-      {c.average_precision and ("%.4f"):format(c.average_precision) or "-", value = c.average_precision or -1},
-      {tostring(c.support), value = c.support}}
-  end
-  doc:heading("Classification report (click a column to sort)")
-  doc:table({"class", "#", "precision", "recall", "F1", "average precision", "support"}, rows, {sortable = true, scroll = true})
-  doc:html("<details><summary>as scikit-learn prints it</summary>")
-  doc:pre(m.report_text)
-  doc:html("</details>")
-
-  doc:section("Confusion")
-  local names = {}
-  for i, c in ipairs(m.per_class) do names[i] = c.name end
-  fig("confusion", plots.confusion and plots.confusion.figure_box and
-    {matrix = {names = names, counts = m.confusion, box = plots.confusion.figure_box}} or nil)
-  doc:heading("The most confused pairs")
-  local pairs_rows = {}
-  for _, p in ipairs(m.most_confused) do
-    pairs_rows[#pairs_rows + 1] = {{p.true_name, class = "l"}, {p.predicted_name, class = "l"}, {tostring(p.count), value = p.count},
-      {("%.1f%%"):format(100 * p.rate), value = p.rate}}
-  end
-  if #pairs_rows > 0 then
-    doc:table({"true class", "predicted as", "images", "of the true class"}, pairs_rows, {sortable = true})
-  else
-    doc:text("No mistakes.", "note")
-  end
-
-  doc:section("Errors")
-  fig("predictions")
-  fig("errors")
-  doc:grid(function() fig("scores"); fig("reliability") end)
-  fig("pr_curves")
-
-  if plots.pca or plots.tsne then
-    doc:section("Feature manifold")
-    doc:text(("Features: the %s activations (%d dimensions), saved in %s."):format(ctx.layer, ctx.feature_dim,
-      ctx.features_file), "note")
-    fig("pca")
-    fig("tsne")
-    fig("tsne_collage")
-  end
-  doc:section("Files")
-  doc:table({"file", "what"}, {
-    {{"predictions.csv", class = "l"}, {"one row per test image: true and predicted class, top-5 with probabilities", class = "l"}},
-    {{"metrics.json", class = "l"}, {"every number on this page, per-class metrics and the confusion matrix", class = "l"}},
-    {{"plots/", class = "l"}, {"every figure as a PNG", class = "l"}},
-    {{ctx.features_file, class = "l"}, {"the features, labels and logits (safetensors)", class = "l"}},
-  })
-  return doc:save(path)
-end
-
 local function main(args)
   local o = parse_args(args)
   if o.help then print(usage); return 0 end
@@ -240,15 +150,17 @@ local function main(args)
     tsne = not o["no-tsne"] and {perplexity = o.perplexity, learning_rate = o["tsne-lr"]} or false})
   for _, p in ipairs(mplots) do plots[#plots + 1] = p end
 
-  local mjson = {}
-  for k, v in pairs(m) do if k ~= "report_text" then mjson[k] = v end end
-  ev.write_metrics(out .. "/metrics.json", mjson, {run = r.name, model = cfg.MODEL.name, checkpoint = info.file,
+  ev.write_metrics(out .. "/metrics.json", m, {features_file = layer_file, run = r.name, model = cfg.MODEL.name, checkpoint = info.file,
     epoch = info.epoch, split = "test", data_dir = cfg.DATA.dir, classes = res.classes, layer = res.layer,
     feature_dim = res.features:size(2), seconds = seconds, created = os.date("!%Y-%m-%dT%H:%M:%SZ"),
     aviary_version = av._VERSION, manifold = minfo})
-  local html = build_report(out .. "/report.html", {metrics = m, run = r, plots = plots, checkpoint = info.file,
-    epoch = info.epoch, seconds = seconds, layer = res.layer, feature_dim = res.features:size(2),
-    features_file = layer_file})
+  local index = {}
+  for _, p in ipairs(plots) do
+    index[#index + 1] = {key = p.key, file = p.file:match("([^/]+)$"), title = p.title, caption = p.caption,
+                         figure_box = p.figure_box}
+  end
+  json.write(out .. "/plots/index.json", index)
+  local html = require("aviary.evaluation.report").build(out, {cfg = cfg, name = r.name})
   print(("wrote %s/predictions.csv, metrics.json, %d plots in plots/, %s"):format(out, #plots, layer_file))
   print("report: " .. html)
   return 0

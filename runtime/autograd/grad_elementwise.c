@@ -248,6 +248,16 @@ int av_ag_binary_scalar(av_binop op, av_tensor *out, const av_tensor *a, double 
 }
 
 /* ---- unary ---------------------------------------------------------------------- */
+/* ReLU gradient mode: 0 normal, 1 guided backpropagation, 2 deconvolution */
+static int relu_grad_mode = 0;
+int av_set_relu_grad_mode(int mode) {
+    if (mode < 0 || mode > 2) return av_fail("relu gradient mode must be 0, 1 or 2, got %d", mode);
+    int prev = relu_grad_mode;
+    relu_grad_mode = mode;
+    return prev;
+}
+int av_get_relu_grad_mode(void) { return relu_grad_mode; }
+
 static int unary_backward(av_node *n, av_tensor *const *gout, av_tensor **gin) {
     const av_tensor *g = gout[0], *a = av_node_saved(n, 0), *out = av_node_saved(n, 1);
     if ((n->saved[0] && !a) || (n->saved[1] && !out)) return -1;
@@ -309,7 +319,17 @@ static int unary_backward(av_node *n, av_tensor *const *gout, av_tensor **gin) {
         av_release(o2);
         break;
     }
-    case AV_OP_RELU: r = av_relu_backward(g, out); break; /* one pass, NaN passes like PyTorch */
+    case AV_OP_RELU:
+        if (relu_grad_mode == 0) {
+            r = av_relu_backward(g, out); /* one pass, NaN passes like PyTorch */
+        } else { /* guided: relu(g) * (out > 0); deconvolution: relu(g) */
+            av_tensor *gp = av_unary(AV_OP_RELU, g);
+            if (gp && relu_grad_mode == 1) {
+                r = av_relu_backward(gp, out);
+                av_release(gp);
+            } else r = gp;
+        }
+        break;
     case AV_OP_ERF: { /* 2/sqrt(pi) * exp(-a^2) */
         av_tensor *a2 = ag_mul(a, a), *na2 = a2 ? ag_neg(a2) : NULL, *e = na2 ? av_unary(AV_OP_EXP, na2) : NULL;
         av_release(a2);

@@ -72,7 +72,7 @@ class Repl:
         self.send(line + b"\r")
         return self.read_until(prompt)
 
-    def finish(self, timeout=5.0):
+    def finish(self, timeout=20.0):
         end = time.time() + timeout
         while time.time() < end:
             pid, status = os.waitpid(self.pid, os.WNOHANG)

@@ -78,6 +78,13 @@ struct av_node {
 bool av_grad_enabled(void);
 void av_set_grad_enabled(bool on); /* thread-local */
 
+/* ---- ReLU gradient mode (attribution methods: aviary.interpret) ---------- */
+/* 0 normal; 1 guided backpropagation: grad * (out > 0) * (grad > 0);
+ * 2 deconvolution: max(grad, 0). Process-wide; returns the previous mode,
+ * or -1 (with av_last_error) for a mode outside 0..2. */
+int av_set_relu_grad_mode(int mode);
+int av_get_relu_grad_mode(void);
+
 /* ---- tensor-level API -------------------------------------------------- */
 bool av_requires_grad(const av_tensor *t);
 bool av_is_leaf(const av_tensor *t);
