@@ -49,7 +49,7 @@ function Saliency:attribute(x, opts)
   C.check_input(who, x)
   opts = C.check_opts(who, opts, self.options)
   local targets = C.targets(who, opts.target, self.forward, x)
-  local g = C.input_grad(who, self.forward, x, targets)
+  local g = C.input_grad(who, self.forward, x, targets, 0, C.params(self.raw))
   if opts.abs == false then return g end
   return g:abs()
 end
@@ -67,7 +67,7 @@ function InputXGradient:attribute(x, opts)
   C.check_input(who, x)
   opts = C.check_opts(who, opts, self.options)
   local targets = C.targets(who, opts.target, self.forward, x)
-  local g = C.input_grad(who, self.forward, x, targets)
+  local g = C.input_grad(who, self.forward, x, targets, 0, C.params(self.raw))
   return x:detach() * g
 end
 
@@ -89,7 +89,7 @@ function GuidedBackprop:attribute(x, opts)
   C.check_input(who, x)
   opts = C.check_opts(who, opts, self.options)
   local targets = C.targets(who, opts.target, self.forward, x)
-  return (C.input_grad(who, self.forward, x, targets, self.relu_mode))
+  return (C.input_grad(who, self.forward, x, targets, self.relu_mode, C.params(self.raw)))
 end
 
 local Deconvolution = class("Deconvolution")
@@ -223,8 +223,9 @@ function IntegratedGradients:attribute(x, opts)
   local ibs = C.positive_int(who, "internal_batch_size", opts.internal_batch_size, nil)
   local chunk = ibs and math.max(1, ibs // n) or n_steps
   x = x:detach()
+  local params = C.params(self.raw)
   local total = interpret._integrate(who, base, x, n_steps, method, chunk, function(batch, k)
-    return (C.input_grad(who, f, batch, C.repeat_list(targets, k)))
+    return (C.input_grad(who, f, batch, C.repeat_list(targets, k), 0, params))
   end)
   local attr = self.multiply_by_inputs and total * (x - base) or total
   if opts.return_convergence_delta then
@@ -384,12 +385,13 @@ function GradientShap:attribute(x, opts)
   end)
   local all_targets = C.repeat_list(targets, ns)
   local grads = {}
+  local params = C.params(self.raw)
   local chunk = math.max(n, SHAP_ROWS)
   for r0 = 1, rows, chunk do
     local k = math.min(chunk, rows - r0 + 1)
     local xr, br, ar = xn:narrow(1, r0, k), bsel:narrow(1, r0, k), alpha:narrow(1, r0, k)
     local tg = table.move(all_targets, r0, r0 + k - 1, 1, {})
-    grads[#grads + 1] = (C.input_grad(who, f, br + (xr - br) * ar, tg))
+    grads[#grads + 1] = (C.input_grad(who, f, br + (xr - br) * ar, tg, 0, params))
   end
   local g = #grads == 1 and grads[1] or av.cat(grads, 1)
   local per = self.multiply_by_inputs and (xn - bsel) * g or g

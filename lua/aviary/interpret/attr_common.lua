@@ -36,7 +36,8 @@ function C.set(...)
   return s
 end
 
---- C.forward_fn(who, f) -> a Lua function(x) -> scores, from an nn.Module or a function
+--- C.forward_fn(who, f) -> a Lua function(x) -> scores, from an nn.Module or a function; and, for a
+-- module
 function C.forward_fn(who, f)
   if type(f) == "function" then return f end
   local mt = getmetatable(f)
@@ -133,12 +134,33 @@ function C.scores(who, f, x, targets)
   return av.no_grad(function() return C.select(who, f(x), targets):view(-1):double() end)
 end
 
---- C.input_grad(who, f, x, targets, relu_mode) -> d sum(target scores) / d x (detached), f(x) detached.
+--- C.params(f) -> the parameters of an nn.Module forward_func (nil for a plain function)
+function C.params(f)
+  if type(f) == "table" and type(f.parameters) == "function" then return f:parameters() end
+  return nil
+end
+
+--- C.frozen(params, fn, ...) -> fn(...) with requires_grad off on the given parameters (those that had it),
+-- restored afterwards even on error: av.grad then skips every weight gradient, which the attributions never
+-- use (the engine computes the gradients of all leaves that require grad); .grad is never touched
+function C.frozen(params, fn, ...)
+  if not params or #params == 0 then return fn(...) end
+  local off = {}
+  for _, p in ipairs(params) do
+    if p.requires_grad then off[#off + 1] = p; p.requires_grad = false end
+  end
+  local r = table.pack(pcall(fn, ...))
+  for _, p in ipairs(off) do p.requires_grad = true end
+  if not r[1] then error(r[2], 0) end
+  return table.unpack(r, 2, r.n)
+end
+
+--- C.input_grad(who, f, x, targets, relu_mode, params) -> d sum(target scores) / d x (detached), f(x) detached.
 -- relu_mode (0, 1 guided, 2 deconvolution) applies during this call only, restored even on error.
-function C.input_grad(who, f, x, targets, relu_mode)
+function C.input_grad(who, f, x, targets, relu_mode, params)
   local prev
   if relu_mode and relu_mode ~= 0 then prev = av._attr.set_relu_grad_mode(relu_mode) end
-  local ok, g, out = pcall(function()
+  local ok, g, out = pcall(C.frozen, params, function()
     local _ <close> = av.enable_grad()
     local xi = x:detach():clone():requires_grad_()
     local o = f(xi)

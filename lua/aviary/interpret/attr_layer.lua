@@ -22,7 +22,7 @@ local function find_layer(who, model, name)
   end
   if type(name) ~= "string" then error(("%s: layer name must be a string, got %s"):format(who, type(name)), 4) end
   local ok, mod = pcall(require("aviary.features").layer, model, name)
-  if not ok then error(who .. ": " .. tostring(mod):gsub("^features: ", ""), 4) end
+  if not ok then error(who .. ": " .. tostring(mod):gsub("^.-features: ", ""), 4) end
   return mod
 end
 
@@ -57,7 +57,7 @@ end
 -- the layer's activation (output, or input with to_input) for x, without grad, cloned
 local function activation(who, model, mod, to_input, x)
   local cap = {}
-  with_layer(who, mod, to_input, cap, nil, function() return av.no_grad(model, x) end)
+  with_layer(who, mod, to_input, cap, nil, function() return av.no_grad(function() return model(x) end) end)
   return cap.a:detach():clone()
 end
 
@@ -70,7 +70,7 @@ LayerGradCam.options = C.set({"target", "relu_attributions", "attribute_to_layer
 function LayerGradCam:_cam(x, targets, relu, to_input)
   local who = self.name
   local cap = {}
-  local A, g = with_layer(who, self.layer, to_input, cap, nil, function()
+  local A, g = C.frozen(C.params(self.model), with_layer, who, self.layer, to_input, cap, nil, function()
     local _ <close> = av.enable_grad()
     local xi = x:detach():clone():requires_grad_()
     local out = self.model(xi)
@@ -143,7 +143,7 @@ function GuidedGradCam:attribute(x, opts)
     error(("%s: interpolate_mode must be 'nearest' or 'bilinear', got '%s'"):format(who, tostring(mode)), 2)
   end
   local targets = C.targets(who, opts.target, self.forward, x)
-  local gb = C.input_grad(who, self.forward, x, targets, 1)
+  local gb = C.input_grad(who, self.forward, x, targets, 1, C.params(self.model))
   local cam = LayerGradCam._cam(self, x, targets, true, opts.attribute_to_layer_input == true)
   return gb * M.interpolate(cam, {x:size(3), x:size(4)}, mode)
 end
@@ -203,6 +203,7 @@ function LayerIntegratedGradients:attribute(x, opts)
     error(("%s: the layer's %s has size %s; it needs the batch as its first dim"):format(who,
       to_input and "input" or "output", C.shape(a_x)), 2)
   end
+  local params = C.params(self.model)
   local total = interpret._integrate(who, a_b, a_x, n_steps, method, chunk, function(batch, k)
     local xs = {}
     for j = 1, k do xs[j] = x end
@@ -212,7 +213,7 @@ function LayerIntegratedGradients:attribute(x, opts)
     local _ <close> = av.enable_grad()
     local leaf = batch:detach():requires_grad_()
     local g
-    with_layer(who, self.layer, to_input, cap, leaf, function()
+    C.frozen(params, with_layer, who, self.layer, to_input, cap, leaf, function()
       local out = self.model(xin)
       local sel = C.select(who, out, tg)
       g = av.grad({sel:sum()}, {leaf}, {allow_unused = true})[1]

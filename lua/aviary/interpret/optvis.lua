@@ -254,39 +254,33 @@ end
 
 -- bilinear sampling tables for a rotation by `deg` degrees about the centre (kornia.rotate: zeros outside,
 -- align_corners): four (index, weight) pairs per output pixel, over the flattened H*W image
-local rot_cache = {}
+local rot_cache, rot_cached = {}, 0
 local function rotation_tables(H, W, deg)
   local key = H .. "x" .. W .. "@" .. deg
   local c = rot_cache[key]
   if c then return c end
+  if rot_cached >= 64 then rot_cache, rot_cached = {}, 0 end   -- bounded: sizes and angles vary per step
   local th = math.rad(deg)
   local ca, sa = math.cos(th), math.sin(th)
   local cx, cy = (W - 1) / 2, (H - 1) / 2
-  local idx, wts = {{}, {}, {}, {}}, {{}, {}, {}, {}}
-  local p = 0
-  for y = 0, H - 1 do
-    for x = 0, W - 1 do
-      p = p + 1
-      local dx, dy = x - cx, y - cy
-      local sx = ca * dx - sa * dy + cx
-      local sy = sa * dx + ca * dy + cy
-      local x0, y0 = math.floor(sx), math.floor(sy)
-      local fx, fy = sx - x0, sy - y0
-      local corners = {{x0, y0, (1 - fx) * (1 - fy)}, {x0 + 1, y0, fx * (1 - fy)}, {x0, y0 + 1, (1 - fx) * fy},
-        {x0 + 1, y0 + 1, fx * fy}}
-      for k = 1, 4 do
-        local qx, qy, wt = corners[k][1], corners[k][2], corners[k][3]
-        if qx >= 0 and qx < W and qy >= 0 and qy < H then
-          idx[k][p], wts[k][p] = qy * W + qx + 1, wt
-        else
-          idx[k][p], wts[k][p] = 1, 0
-        end
-      end
-    end
-  end
+  local dx = (av.arange(W, {dtype = "float64"}) - cx):view(1, W):expand(H, W)
+  local dy = (av.arange(H, {dtype = "float64"}) - cy):view(H, 1):expand(H, W)
+  -- kornia.rotate samples the source at R^T (p - c) + c
+  local sx = (dx * ca - dy * sa + cx):reshape(-1)
+  local sy = (dx * sa + dy * ca + cy):reshape(-1)
+  local x0, y0 = sx:floor(), sy:floor()
+  local fx, fy = sx - x0, sy - y0
+  local corners = {{x0, y0, (1 - fx) * (1 - fy)}, {x0 + 1, y0, fx * (1 - fy)}, {x0, y0 + 1, (1 - fx) * fy},
+    {x0 + 1, y0 + 1, fx * fy}}
   c = {}
-  for k = 1, 4 do c[k] = {av.tensor(idx[k], {dtype = "int64"}), av.tensor(wts[k], {dtype = "float32"})} end
+  for k = 1, 4 do
+    local qx, qy, wt = corners[k][1], corners[k][2], corners[k][3]
+    local inside = qx:ge(0):logical_and(qx:lt(W)):logical_and(qy:ge(0)):logical_and(qy:lt(H))
+    local idx = av.where(inside, qy * W + qx + 1, av.ones_like(qx)):long()
+    c[k] = {idx, (wt * inside:double()):float()}
+  end
   rot_cache[key] = c
+  rot_cached = rot_cached + 1
   return c
 end
 
