@@ -256,6 +256,9 @@ local function main(args)
   local r = run.open(o.run, o.overrides)
   local cfg = r.cfg
   av.set_num_threads(cfg.SYSTEM.threads)
+  -- attribution batches and jittered feature-visualisation inputs come in many shapes: skip the
+  -- per-shape timing of the convolution algorithms and take oneDNN where it is built in
+  pcall(av.conv2d_algorithm, "onednn")
   local methods = {}
   for m in (o.methods or "saliency,integrated_gradients,gradient_shap,occlusion,gradcam,guided_gradcam"):gmatch("[^,]+") do
     if not METHODS[m] then

@@ -270,6 +270,58 @@ print(json.dumps({"report": M.classification_report(y, p, labels=labels, output_
   end)
 end)
 
+local function browser_check(path)
+  if os.execute("command -v node >/dev/null 2>&1") ~= true then skip("node not installed (make test-deps)") end
+  if not exists(root .. "/tools/node/node_modules/playwright-core") then skip("playwright-core missing (make test-deps)") end
+  if not exists(os.getenv("CHROMIUM") or "/usr/bin/chromium") then skip("chromium not installed (make test-deps)") end
+  local p = io.popen("node " .. sh(root .. "/tools/node/check_html.js") .. " " .. sh(path) .. " 2>&1; echo \"rc=$?\"")
+  local text = p:read("a")
+  p:close()
+  return tonumber(text:match("rc=(%d+)%s*$")), json.decode(text:match("^[^\n]*")), text
+end
+
+describe("recipes/interpret.lua", function()
+  it("writes attribution panels, feature maps, a feature visualisation and the pointing game, and adds them to report.html", function()
+    ensure_eval()
+    local rc, out = run("interpret.lua", {"--run", run_dir, "--n", "1", "--methods", "saliency,integrated_gradients,gradcam,occlusion",
+      "--n-steps", "8", "--pointing", "6", "--boxes", tmp .. "/syn/CUB_200_2011", "--optvis", "1", "--optvis-steps", "6", "--quiet"})
+    assert.equal(rc, 0, out)
+    local d = run_dir .. "/interpret"
+    for _, f in ipairs({"panels_1.png", "feature_maps.png", "optvis.png", "pointing.json", "summary.json"}) do
+      assert.truthy(exists(d .. "/" .. f), "missing " .. f .. "\n" .. out)
+    end
+    local img = require("aviary.image").load(d .. "/panels_1.png")
+    assert.truthy(img:size(3) >= 600, "the panel figure holds the original and four methods side by side")
+    local pg = json.read(d .. "/pointing.json")
+    assert.equal(#pg.rows, 3)
+    assert.equal(pg.n_images, 6)
+    for _, r in ipairs(pg.rows) do
+      assert.truthy(r.hits >= 0 and r.hits <= r.n and r.baseline > 0 and r.baseline <= 1, r.method)
+    end
+    local s = json.read(d .. "/summary.json")
+    assert.truthy(s.optvis and s.optvis.factors[1].visualisation, "the feature visualisation's activation is measured")
+    local html = io.open(run_dir .. "/report.html"):read("a")
+    assert.truthy(html:find("Interpretation", 1, true) and html:find("Pointing game", 1, true), "report.html has the section")
+    local brc, r, text = browser_check(run_dir .. "/report.html")
+    assert.equal(brc, 0, text)
+    assert.equal(#r.console_errors + #r.page_errors, 0, text)
+    for _, i in ipairs(r.images) do assert.truthy(i.ok, text) end
+  end)
+
+  it("bad arguments: an unknown method, a layer that does not exist, a target out of range", function()
+    assert(ensure_run(), train_log)
+    local rc, out = run("interpret.lua", {"--run", run_dir, "--methods", "saliency,gradcamm", "--quiet"})
+    assert.equal(rc, 2, out)
+    assert.truthy(out:find("unknown method 'gradcamm'", 1, true) and out:find("'gradcam'", 1, true), out)
+    rc, out = run("interpret.lua", {"--run", run_dir, "--layer", "layer5", "--quiet"})
+    assert.equal(rc, 1, out)
+    assert.truthy(out:find("no layer 'layer5'", 1, true) and out:find("layer4", 1, true), out)
+    rc, out = run("interpret.lua", {"--run", run_dir, "--target", "9", "--quiet"})
+    assert.equal(rc, 2, out)
+    assert.truthy(out:find("1..4", 1, true), out)
+  end)
+end)
+
 describe("recipes/evaluate.lua errors", function()
   it("a run without a checkpoint", function()
     assert(ensure_run(), train_log)
