@@ -22,9 +22,14 @@ CUDA_HOME ?= $(patsubst %/bin/nvcc,%,$(NVCC))
 CAIRO_INC := $(shell pkg-config --cflags cairo 2>/dev/null || echo -I/usr/include/cairo)
 CAIRO_LIB := $(shell pkg-config --libs cairo 2>/dev/null || echo -lcairo)
 WARN := -Wall -Wextra -Wno-unused-parameter -Wshadow -Wstrict-prototypes
-CFLAGS := -std=c11 -D_GNU_SOURCE -fPIC -fopenmp -fno-trapping-math $(OPT) -g $(WARN) $(SAN) -Iruntime/include $(BLAS_INC) $(CAIRO_INC)
+# ONNX files: protoc-c generates the protobuf-c code for Debian's onnx.proto (libonnx-dev) under $(GEN)
+GEN := $(BUILD)/gen
+ONNX_PROTO ?= /usr/include/onnx/onnx.proto
+ONNX_GEN := $(GEN)/onnx.pb-c.c $(GEN)/onnx.pb-c.h
+ONNX_GEN_OBJ := $(BUILD)/obj/gen/onnx.pb-c.o
+CFLAGS := -std=c11 -D_GNU_SOURCE -fPIC -fopenmp -fno-trapping-math $(OPT) -g $(WARN) $(SAN) -Iruntime/include -I$(GEN) $(BLAS_INC) $(CAIRO_INC)
 LDFLAGS_COMMON := -fopenmp $(SAN)
-RUNTIME_LIBS := $(BLAS_LIB) -lturbojpeg -lpng -lcjson $(CAIRO_LIB) -lm -lpthread
+RUNTIME_LIBS := $(BLAS_LIB) -lturbojpeg -lpng -lcjson -lprotobuf-c $(CAIRO_LIB) -lm -lpthread
 
 RUNTIME_SRC := $(shell find runtime -name '*.c' | sort)
 RUNTIME_OBJ := $(RUNTIME_SRC:%.c=$(BUILD)/obj/%.o)
@@ -62,15 +67,28 @@ $(FLAGS_FILE): FORCE
 	@mkdir -p $(dir $@)
 	@echo '$(CFLAGS) $(RUNTIME_LIBS)' | cmp -s - $@ 2>/dev/null || echo '$(CFLAGS) $(RUNTIME_LIBS)' > $@
 
-$(BUILD)/obj/%.o: %.c Makefile $(FLAGS_FILE) $(wildcard runtime/include/aviary/*.h runtime/*/*.h runtime/*/*/*.h lua/*.h)
+# every object waits for the generated ONNX header (order-only: runtime/include/aviary/onnx.h includes it)
+$(BUILD)/obj/%.o: %.c Makefile $(FLAGS_FILE) $(wildcard runtime/include/aviary/*.h runtime/*/*.h runtime/*/*/*.h lua/*.h) | $(GEN)/onnx.pb-c.h
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) $(if $(filter lua/%,$<),$(LUA_INC) -Ilua) -c $< -o $@
+
+$(ONNX_GEN) &: $(ONNX_PROTO)
+	@mkdir -p $(GEN)
+	protoc-c --c_out=$(GEN) -I$(dir $(ONNX_PROTO)) $(ONNX_PROTO)
+
+# the ONNX reader and its binding rebuild when the generated header changes
+$(BUILD)/obj/runtime/onnx/onnx_io.o $(BUILD)/obj/lua/l_onnx.o: $(GEN)/onnx.pb-c.h
+
+# generated code: its own style, so only the project's warnings that it meets are relaxed
+$(ONNX_GEN_OBJ): $(GEN)/onnx.pb-c.c $(GEN)/onnx.pb-c.h Makefile $(FLAGS_FILE)
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) -Wno-shadow -Wno-missing-field-initializers -c $< -o $@
 
 $(BUILD)/obj/%.o: %.cu $(wildcard runtime/include/aviary/*.h)
 	@mkdir -p $(dir $@)
 	$(NVCC) $(NVCCFLAGS) -c $< -o $@
 
-$(LIB): $(RUNTIME_OBJ) $(CUDA_OBJ)
+$(LIB): $(RUNTIME_OBJ) $(ONNX_GEN_OBJ) $(CUDA_OBJ)
 	@mkdir -p $(dir $@)
 	$(CC) -shared $(LDFLAGS_COMMON) -o $@ $^ $(RUNTIME_LIBS)
 
@@ -91,11 +109,14 @@ $(CTEST): $(CTEST_SRC) $(LIB)
 
 # ---- packages -------------------------------------------------------------
 DEPS_PKGS := lua5.4 liblua5.4-dev lua-cjson libopenblas-dev libturbojpeg0-dev libreadline-dev \
-  libcjson-dev libdnnl-dev libpng-dev libcairo2-dev fonts-dejavu-core pkg-config gcc make
-TEST_PKGS := python3-torch python3-torchvision python3-pil python3-sklearn python3-protobuf protobuf-compiler chromium
+  libcjson-dev libdnnl-dev libpng-dev libcairo2-dev fonts-dejavu-core pkg-config gcc make \
+  libonnx-dev libprotobuf-c-dev protobuf-c-compiler
+TEST_PKGS := python3-torch python3-torchvision python3-pil python3-sklearn python3-protobuf protobuf-compiler chromium \
+  python3-onnx
 # Node.js packages the tests drive (tools/node/package.json, versions pinned by its package-lock.json):
-# playwright-core opens the HTML reports in Debian's Chromium. Node.js itself comes from Debian when absent.
-NODE_TOOLS := tools/node/node_modules/playwright-core/package.json
+# playwright-core opens the HTML reports in Debian's Chromium; onnxruntime-node runs exported ONNX models
+# (tools/node/ort_run.js). Node.js itself comes from Debian when absent.
+NODE_TOOLS := tools/node/node_modules/playwright-core/package.json tools/node/node_modules/onnxruntime-node/package.json
 define apt_ensure
 	@missing=""; for p in $(1); do dpkg-query -W -f='$${Status}' $$p 2>/dev/null | grep -q 'ok installed' || missing="$$missing $$p"; done; \
 	if [ -n "$$missing" ]; then \
@@ -110,7 +131,7 @@ test-deps:
 	@command -v npm >/dev/null || { test "$$(id -u)" = 0 && echo "installing: nodejs npm" && \
 	  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nodejs npm >/dev/null; } || \
 	  { echo "missing: npm; run: sudo apt-get install -y nodejs npm"; exit 1; }
-	@test -e $(NODE_TOOLS) || (cd tools/node && npm ci --ignore-scripts --no-audit --no-fund --loglevel=error)
+	@for f in $(NODE_TOOLS); do test -e $$f || exit 1; done || (cd tools/node && npm ci --ignore-scripts --no-audit --no-fund --loglevel=error)
 
 # ---- tests ------------------------------------------------------------------
 test: deps test-deps

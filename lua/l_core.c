@@ -291,6 +291,7 @@ __attribute__((weak)) void lav_open_optim(lua_State *L, int mod, int methods);
 /* step 6's plotting surface (cairo) and manifold learning (PCA, t-SNE) */
 __attribute__((weak)) void lav_open_plot(lua_State *L, int mod, int methods);
 __attribute__((weak)) void lav_open_manifold(lua_State *L, int mod, int methods);
+__attribute__((weak)) void lav_open_onnx(lua_State *L, int mod, int methods);
 
 int luaopen_aviary_core(lua_State *L) {
     lua_newtable(L); /* module */
@@ -333,6 +334,7 @@ int luaopen_aviary_core(lua_State *L) {
     if (lav_open_optim) lav_open_optim(L, mod, methods);
     if (lav_open_plot) lav_open_plot(L, mod, methods);
     if (lav_open_manifold) lav_open_manifold(L, mod, methods);
+    if (lav_open_onnx) lav_open_onnx(L, mod, methods);
 
     lua_pushvalue(L, methods);
     lua_setfield(L, mod, "Tensor"); /* the methods table, for extension in Lua */

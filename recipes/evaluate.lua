@@ -26,56 +26,13 @@ usage: bin/aviary recipes/evaluate.lua --run models/<run> [options]
   --quiet              no progress bars
   --help               this text]]
 
-local Usage = {}
-local function usage_error(msg) error(setmetatable({msg = msg}, Usage), 0) end
-
+local cli = require "aviary.cli"
+local usage_error = cli.usage_error
 local OPTIONS = {"run", "checkpoint", "weights", "config", "out", "layer", "batch-size", "workers", "perplexity",
                  "tsne-lr", "no-tsne", "pr-classes", "grid", "quiet", "help"}
-local FLAGS = {["no-tsne"] = true, quiet = true, help = true}
-
 local function parse_args(args)
-  local o = {overrides = {}}
-  local known = {}
-  for _, k in ipairs(OPTIONS) do known[k] = true end
-  local i = 1
-  while i <= #args do
-    local a = args[i]
-    local k, v = a:match("^%-%-([%w%-_]+)=(.*)$")
-    k = k or a:match("^%-%-([%w%-_]+)$")
-    if k then
-      k = k:gsub("_", "-")
-      if not known[k] then
-        usage_error(("unknown option '%s' (did you mean '--%s'?)"):format(a, require("aviary.util").nearest(k, OPTIONS)))
-      end
-      if FLAGS[k] then o[k] = true
-      else
-        if v == nil then
-          v = args[i + 1]
-          if v == nil then usage_error("--" .. k .. " needs a value") end
-          i = i + 1
-        end
-        o[k] = v
-      end
-    elseif a == "-h" then o.help = true
-    elseif a:match("^[%a_][%w_%.]*=") then o.overrides[#o.overrides + 1] = a
-    else usage_error(("unexpected argument '%s' (overrides are KEY.sub=value)"):format(a)) end
-    i = i + 1
-  end
-  for _, k in ipairs({"batch-size", "workers", "grid"}) do
-    if o[k] then
-      local n = math.tointeger(tonumber(o[k]))
-      if not n or n < (k == "workers" and 0 or 1) then usage_error(("--%s must be a positive integer, got '%s'"):format(k, o[k])) end
-      o[k] = n
-    end
-  end
-  for _, k in ipairs({"perplexity", "tsne-lr"}) do
-    if o[k] then
-      local n = tonumber(o[k])
-      if not n or n <= 0 then usage_error(("--%s must be a positive number, got '%s'"):format(k, o[k])) end
-      o[k] = n
-    end
-  end
-  return o
+  return cli.parse(args, {options = OPTIONS, flags = {["no-tsne"] = true, quiet = true, help = true},
+    ints = {["batch-size"] = 1, workers = 0, grid = 1}, numbers = {perplexity = true, ["tsne-lr"] = true}})
 end
 
 local function pct(v) return ("%.2f%%"):format(100 * v) end
@@ -166,15 +123,4 @@ local function main(args)
   return 0
 end
 
-local ok, err = xpcall(main, function(e)
-  if type(e) == "table" and getmetatable(e) == Usage then return e end
-  if os.getenv("AVIARY_TRACEBACK") then return debug.traceback(tostring(e), 2) end
-  return e
-end, arg)
-if ok then os.exit(err or 0) end
-if type(err) == "table" and getmetatable(err) == Usage then
-  io.stderr:write("evaluate: " .. err.msg .. "\n" .. usage .. "\n")
-  os.exit(2)
-end
-io.stderr:write("evaluate: " .. tostring(err) .. "\n")
-os.exit(1)
+cli.run("evaluate", usage, main)

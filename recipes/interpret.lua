@@ -29,48 +29,13 @@ usage: bin/aviary recipes/interpret.lua --run models/<run> [options]
   --quiet              no progress bars
   --help               this text]]
 
-local Usage = {}
-local function usage_error(msg) error(setmetatable({msg = msg}, Usage), 0) end
+local cli = require "aviary.cli"
+local usage_error = cli.usage_error
 local OPTIONS = {"run", "checkpoint", "images", "n", "methods", "target", "layer", "n-steps", "pointing", "boxes", "optvis",
                  "optvis-steps", "out", "quiet", "help"}
-local FLAGS = {quiet = true, help = true}
-local INTS = {n = 1, ["n-steps"] = 1, pointing = 0, optvis = 0, ["optvis-steps"] = 1}
-
 local function parse_args(args)
-  local o, known = {overrides = {}}, {}
-  for _, k in ipairs(OPTIONS) do known[k] = true end
-  local i = 1
-  while i <= #args do
-    local a = args[i]
-    local k, v = a:match("^%-%-([%w%-_]+)=(.*)$")
-    k = k or a:match("^%-%-([%w%-_]+)$")
-    if k then
-      k = k:gsub("_", "-")
-      if not known[k] then
-        usage_error(("unknown option '%s' (did you mean '--%s'?)"):format(a, require("aviary.util").nearest(k, OPTIONS)))
-      end
-      if FLAGS[k] then o[k] = true
-      else
-        if v == nil then
-          v = args[i + 1]
-          if v == nil then usage_error("--" .. k .. " needs a value") end
-          i = i + 1
-        end
-        o[k] = v
-      end
-    elseif a == "-h" then o.help = true
-    elseif a:match("^[%a_][%w_%.]*=") then o.overrides[#o.overrides + 1] = a
-    else usage_error(("unexpected argument '%s'"):format(a)) end
-    i = i + 1
-  end
-  for k, lo in pairs(INTS) do
-    if o[k] then
-      local n = math.tointeger(tonumber(o[k]))
-      if not n or n < lo then usage_error(("--%s must be an integer >= %d, got '%s'"):format(k, lo, o[k])) end
-      o[k] = n
-    end
-  end
-  return o
+  return cli.parse(args, {options = OPTIONS, flags = {quiet = true, help = true},
+    ints = {n = 1, ["n-steps"] = 1, pointing = 0, optvis = 0, ["optvis-steps"] = 1}})
 end
 
 -- ---- methods: how each is built, run and drawn ---------------------------------------------
@@ -440,15 +405,4 @@ local function main(args)
   return 0
 end
 
-local ok, err = xpcall(main, function(e)
-  if type(e) == "table" and getmetatable(e) == Usage then return e end
-  if os.getenv("AVIARY_TRACEBACK") then return debug.traceback(tostring(e), 2) end
-  return e
-end, arg)
-if ok then os.exit(err or 0) end
-if type(err) == "table" and getmetatable(err) == Usage then
-  io.stderr:write("interpret: " .. err.msg .. "\n" .. usage .. "\n")
-  os.exit(2)
-end
-io.stderr:write("interpret: " .. tostring(err) .. "\n")
-os.exit(1)
+cli.run("interpret", usage, main)

@@ -31,42 +31,15 @@ local function capture(cmd)
   return out and out:gsub("%s+$", "") or nil
 end
 
-local Usage = {}
+local cli = require "aviary.cli"
+local usage_error = cli.usage_error
 local current_run_dir   -- for the hint after an interruption
-local function usage_error(msg) error(setmetatable({msg = msg}, Usage), 0) end
 
 -- ---- arguments ---------------------------------------------------------------------------
 local function parse_args(args)
-  local o = {overrides = {}}
-  local i = 1
-  local function value(name)
-    local v = args[i + 1]
-    if v == nil then usage_error(name .. " needs a value") end
-    i = i + 1
-    return v
-  end
-  while i <= #args do
-    local a = args[i]
-    local k, v = a:match("^%-%-([%w%-_]+)=(.*)$")
-    k = k or a:match("^%-%-([%w%-_]+)$")
-    if k then
-      k = k:gsub("_", "-")
-      if k == "config" then o.config = v or value("--config")
-      elseif k == "resume" then o.resume = v or value("--resume")
-      elseif k == "run-name" then o.run_name = v or value("--run-name")
-      elseif k == "overwrite" then o.overwrite = true
-      elseif k == "quiet" then o.quiet = true
-      elseif k == "list" then o.list = true
-      elseif k == "help" then o.help = true
-      else
-        usage_error(("unknown option '%s' (did you mean '--%s'?)"):format(a,
-          require("aviary.util").nearest(k, {"config", "resume", "run-name", "overwrite", "quiet", "list", "help"})))
-      end
-    elseif a == "-h" then o.help = true
-    elseif a:match("^[%a_][%w_%.]*=") then o.overrides[#o.overrides + 1] = a
-    else usage_error(("unexpected argument '%s' (overrides are KEY.sub=value)"):format(a)) end
-    i = i + 1
-  end
+  local o = cli.parse(args, {options = {"config", "resume", "run-name", "overwrite", "quiet", "list", "help"},
+    flags = {overwrite = true, quiet = true, list = true, help = true}})
+  o.run_name = o["run-name"]
   return o
 end
 
@@ -278,18 +251,8 @@ local function main(args)
   return 0
 end
 
-local ok, err = xpcall(main, function(e)
-  if type(e) == "table" and getmetatable(e) == Usage then return e end
-  if os.getenv("AVIARY_TRACEBACK") then return debug.traceback(tostring(e), 2) end
-  return e
-end, arg)
-if ok then os.exit(err or 0) end
-if type(err) == "table" and getmetatable(err) == Usage then
-  io.stderr:write("train: " .. err.msg .. "\n" .. usage .. "\n")
-  os.exit(2)
-end
-io.stderr:write("train: " .. tostring(err) .. "\n")
-if current_run_dir and os.execute("test -e " .. sh(current_run_dir .. "/last.ckpt")) == true then
-  io.stderr:write(("continue with: bin/aviary recipes/train.lua --resume %s\n"):format(current_run_dir))
-end
-os.exit(1)
+cli.run("train", usage, main, {on_error = function()
+  if current_run_dir and os.execute("test -e " .. sh(current_run_dir .. "/last.ckpt")) == true then
+    io.stderr:write(("continue with: bin/aviary recipes/train.lua --resume %s\n"):format(current_run_dir))
+  end
+end})

@@ -24,12 +24,7 @@ local C = require "aviary.interpret.attr_common"
 local interpret = {}
 
 -- a method class: interpret.Name(f, opts) -> object with :attribute(x, opts)
-local function class(name)
-  local cls = {name = name}
-  cls.__index = cls
-  cls.__tostring = function(self) return "interpret." .. self.name end
-  return cls
-end
+local class = C.class
 interpret._class = class
 
 ------------------------------------------------------------------------------

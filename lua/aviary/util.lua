@@ -35,4 +35,22 @@ function util.nearest(name, candidates)
   return best
 end
 
+--- util.check_opts(who, opts, valid) -> opts ({} for nil): an option name outside the list `valid`
+-- is an error naming the function, the nearest valid name and all of them (raised at the caller's caller)
+function util.check_opts(who, opts, valid)
+  opts = opts or {}
+  if type(opts) ~= "table" then error(who .. ": options must be a table", 3) end
+  local set = {}
+  for _, v in ipairs(valid) do set[v] = true end
+  for k in pairs(opts) do
+    if not set[k] then
+      local sorted = {table.unpack(valid)}
+      table.sort(sorted)
+      error(("%s: unknown option '%s' (did you mean '%s'?); valid: %s"):format(who, tostring(k),
+        util.nearest(tostring(k), sorted), table.concat(sorted, ", ")), 3)
+    end
+  end
+  return opts
+end
+
 return util

@@ -222,4 +222,13 @@ function C.sum_rest(t)
   return t:double():reshape(t:size(1), -1):sum(2):view(-1)
 end
 
+--- C.class(name [, tostring_fn]) -> a method class: interpret.Name(f, opts) makes an object with
+-- :attribute(x, opts); printed as "interpret.<name>" unless tostring_fn says otherwise
+function C.class(name, tostring_fn)
+  local cls = {name = name}
+  cls.__index = cls
+  cls.__tostring = tostring_fn or function(self) return "interpret." .. self.name end
+  return cls
+end
+
 return C

@@ -9,10 +9,7 @@ local C = require "aviary.interpret.attr_common"
 local M = {}
 
 local function class(name)
-  local cls = {name = name}
-  cls.__index = cls
-  cls.__tostring = function(self) return ("interpret.%s(%s)"):format(self.name, self.layer_name) end
-  return cls
+  return C.class(name, function(self) return ("interpret.%s(%s)"):format(self.name, self.layer_name) end)
 end
 
 -- model and layer checked; returns the layer module (errors name the method)

@@ -6,12 +6,7 @@ local C = require "aviary.interpret.attr_common"
 
 local M = {}
 
-local function class(name)
-  local cls = {name = name}
-  cls.__index = cls
-  cls.__tostring = function(self) return "interpret." .. self.name end
-  return cls
-end
+local class = C.class
 
 -- forward of several stacked copies (each N rows) -> list of N-element float64 score tensors
 local function eval_copies(who, f, copies, targets)

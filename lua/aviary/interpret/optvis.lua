@@ -17,24 +17,7 @@ local F = require "aviary.nn.functional"
 
 local optvis = {}
 
-local function member(list, v)
-  for _, x in ipairs(list) do if x == v then return true end end
-  return false
-end
-
-local function check_opts(who, opts, valid)
-  opts = opts or {}
-  if type(opts) ~= "table" then error(who .. ": options must be a table", 3) end
-  for k in pairs(opts) do
-    if not member(valid, k) then
-      local sorted = {table.unpack(valid)}
-      table.sort(sorted)
-      error(("%s: unknown option '%s' (did you mean '%s'?); valid: %s"):format(who, tostring(k),
-        require("aviary.util").nearest(tostring(k), sorted), table.concat(sorted, ", ")), 3)
-    end
-  end
-  return opts
-end
+local check_opts = require("aviary.util").check_opts
 
 -- ---- random numbers for the transforms (seeded, independent of av's generator) ---------------
 

@@ -28,19 +28,7 @@ local function shape_str(t)
   return table.concat(s, "x")
 end
 
-local function check_opts(who, opts, valid)
-  opts = opts or {}
-  if type(opts) ~= "table" then error(who .. ": options must be a table", 3) end
-  for k in pairs(opts) do
-    if not member(valid, k) then
-      local sorted = {table.unpack(valid)}
-      table.sort(sorted)
-      error(("%s: unknown option '%s' (did you mean '%s'?); valid: %s"):format(who, tostring(k),
-        require("aviary.util").nearest(tostring(k), sorted), table.concat(sorted, ", ")), 3)
-    end
-  end
-  return opts
-end
+local check_opts = require("aviary.util").check_opts
 
 local function check_sign(who, sign)
   if not member(SIGNS, sign) then
