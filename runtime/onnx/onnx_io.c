@@ -69,6 +69,64 @@ static int unsupported_type(const char *file, const char *what, int code) {
 
 /* ---- reading ------------------------------------------------------------ */
 
+/* protobuf-c unpacks nested messages recursively with no depth limit, so a
+ * file of deeply nested subgraphs (a few bytes per level) could overflow the
+ * stack. This pass walks the wire format with the message descriptors and
+ * refuses nesting deeper than ONNX_MAX_DEPTH before unpacking. It only follows
+ * well-formed length-delimited message fields; anything malformed is left for
+ * protobuf-c to reject. */
+#define ONNX_MAX_DEPTH 100
+
+static bool read_varint(const uint8_t **p, const uint8_t *end, uint64_t *v) {
+    uint64_t x = 0;
+    for (int shift = 0; shift < 64 && *p < end; shift += 7) {
+        uint8_t b = *(*p)++;
+        x |= (uint64_t)(b & 0x7F) << shift;
+        if (!(b & 0x80)) {
+            *v = x;
+            return true;
+        }
+    }
+    return false;
+}
+
+/* false when nesting exceeds the limit */
+static bool depth_ok(const uint8_t *p, const uint8_t *end, const ProtobufCMessageDescriptor *desc, int depth) {
+    if (depth > ONNX_MAX_DEPTH) return false;
+    while (p < end) {
+        uint64_t key, v;
+        if (!read_varint(&p, end, &key)) return true;
+        unsigned wire = (unsigned)(key & 7);
+        uint64_t id = key >> 3;
+        switch (wire) {
+        case 0:
+            if (!read_varint(&p, end, &v)) return true;
+            break;
+        case 1:
+            if ((size_t)(end - p) < 8) return true;
+            p += 8;
+            break;
+        case 5:
+            if ((size_t)(end - p) < 4) return true;
+            p += 4;
+            break;
+        case 2: {
+            if (!read_varint(&p, end, &v) || v > (uint64_t)(end - p)) return true;
+            const ProtobufCFieldDescriptor *f =
+                id <= UINT32_MAX ? protobuf_c_message_descriptor_get_field(desc, (unsigned)id) : NULL;
+            if (f && f->type == PROTOBUF_C_TYPE_MESSAGE && f->descriptor &&
+                !depth_ok(p, p + v, f->descriptor, depth + 1))
+                return false;
+            p += v;
+            break;
+        }
+        default:
+            return true; /* groups or junk: protobuf-c decides */
+        }
+    }
+    return true;
+}
+
 Onnx__ModelProto *av_onnx_decode(const void *data, size_t len, const char *name) {
     if (!name) name = "(bytes)";
     if (!data && len) {
@@ -77,6 +135,10 @@ Onnx__ModelProto *av_onnx_decode(const void *data, size_t len, const char *name)
     }
     if (len > ONNX_MAX_BYTES) {
         av_fail("'%s': %zu bytes is more than protobuf's 2 GiB limit for one message", name, len);
+        return NULL;
+    }
+    if (!depth_ok(data, (const uint8_t *)data + len, &onnx__model_proto__descriptor, 0)) {
+        av_fail("'%s': not a valid ONNX model: messages nest deeper than %d levels", name, ONNX_MAX_DEPTH);
         return NULL;
     }
     Onnx__ModelProto *m = onnx__model_proto__unpack(NULL, len, data);

@@ -318,11 +318,11 @@ onnx.save(helper.make_model(g, opset_imports=[helper.make_opsetid("", 13)]), os.
     tensors_equal(I.s8, av.tensor({-3, 4}, {dtype = "int32"}))
     assert.equal(I.z:dim(), 0)
     assert.equal(I.z:item(), 9)
-    tensors_equal(I.e, av.tensor({7, 8, 9}))
+    tensors_equal(I.e, av.tensor({7, 8, 9}, {dtype = "float32"}))
     -- decode finds external data only with base_dir
     local bytes = read_bytes(dir .. "/typed.onnx")
     assert.error_matches(function() O.decode(bytes) end, "initializer 'e' keeps its data in external file 'weights.bin', but no base_dir")
-    tensors_equal(O.decode(bytes, {base_dir = dir}).graph.initializer[9].tensor, av.tensor({7, 8, 9}))
+    tensors_equal(O.decode(bytes, {base_dir = dir}).graph.initializer[9].tensor, av.tensor({7, 8, 9}, {dtype = "float32"}))
     os.remove(dir .. "/weights.bin")
     os.remove(dir .. "/typed.onnx")
     cleanup()
@@ -379,8 +379,9 @@ describe("bad files", function()
     local cut = tmp("cut.onnx")
     write_bytes(cut, bytes:sub(1, #bytes // 2))
     assert.error_matches(function() O.read(cut) end, "'" .. cut .. "': not a valid ONNX model (truncated or corrupt protobuf)")
-    for n = 1, 40 do
-      assert.error_matches(function() O.decode(bytes:sub(1, #bytes - n)) end, "not a valid ONNX model")
+    -- cuts inside the graph (the initializers fill most of the file)
+    for n = 0, 40 do
+      assert.error_matches(function() O.decode(bytes:sub(1, #bytes // 3 + n)) end, "not a valid ONNX model")
     end
     math.randomseed(1234)
     local rnd = {}
@@ -393,7 +394,28 @@ describe("bad files", function()
       local ok, err = pcall(O.decode, table.concat(rnd, "", 1, len))
       assert.truthy(ok or tostring(err):find("not a valid ONNX model", 1, true), tostring(err))
     end
+    -- single-byte corruptions of a valid file either decode or fail with a message
+    for i = 1, 300 do
+      local pos = math.random(1, #bytes)
+      local bad = bytes:sub(1, pos - 1) .. string.char(math.random(0, 255)) .. bytes:sub(pos + 1)
+      local ok, err = pcall(O.decode, bad)
+      assert.truthy(ok or tostring(err):find("'(bytes)': ", 1, true), tostring(err))
+    end
     assert.error_matches(function() O.decode("") end, "not a valid ONNX model: it has no graph")
+    -- thousands of nested subgraphs are refused before protobuf-c recurses into them
+    local function varint(n)
+      local out = {}
+      repeat
+        local b = n & 0x7F
+        n = n >> 7
+        out[#out + 1] = string.char(n > 0 and (b | 0x80) or b)
+      until n == 0
+      return table.concat(out)
+    end
+    local function field(id, payload) return varint(id << 3 | 2) .. varint(#payload) .. payload end
+    local g = ""
+    for _ = 1, 2000 do g = field(1, field(5, field(6, g))) end
+    assert.error_matches(function() O.decode(field(7, g)) end, "messages nest deeper than 100 levels")
     assert.error_matches(function() O.read(tmp("missing.onnx")) end, "cannot open")
     cleanup()
   end)
@@ -410,11 +432,13 @@ def save(name, t):
     g = helper.make_graph([helper.make_node("Identity", [t.name], ["y"])], "bad", [],
                           [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)], [t])
     onnx.save(helper.make_model(g, opset_imports=[helper.make_opsetid("", 13)]), os.path.join(d, name))
-save("rawsize.onnx", helper.make_tensor("conv.w", TensorProto.FLOAT, [2, 3], np.zeros(5, np.float32).tobytes(), raw=True))
+save("rawsize.onnx", TensorProto(name="conv.w", data_type=TensorProto.FLOAT, dims=[2, 3],
+                                  raw_data=np.zeros(5, np.float32).tobytes()))
 save("strtype.onnx", helper.make_tensor("names", TensorProto.STRING, [1], [b"x"]))
 save("c64.onnx", helper.make_tensor("cplx", TensorProto.COMPLEX64, [1], np.zeros(2, np.float32).tobytes(), raw=True))
-save("negdim.onnx", helper.make_tensor("neg", TensorProto.FLOAT, [-2, 3], b"", raw=True))
-save("fewvals.onnx", helper.make_tensor("few", TensorProto.FLOAT, [4], [1.0, 2.0]))
+neg = TensorProto(name="neg", data_type=TensorProto.FLOAT, dims=[-2, 3], raw_data=b"")
+save("negdim.onnx", neg)
+save("fewvals.onnx", TensorProto(name="few", data_type=TensorProto.FLOAT, dims=[4], float_data=[1.0, 2.0]))
 with open(os.path.join(d, "data.bin"), "wb") as f:
     f.write(np.zeros(6, np.float32).tobytes())
 def ext(name, loc, offset, length):

@@ -270,6 +270,30 @@ O.Constant = function(_, _, a, node)
   fail(node, "Constant without a value attribute aviary reads (value, value_float(s), value_int(s))")
 end
 
+O.ConstantOfShape = function(_, i, a)
+  local shape = ints(i[1])
+  local v = a.value
+  local dt, val = "float32", 0
+  if v ~= nil then dt, val = v:dtype(), v:reshape(-1)[1] end
+  if #shape == 0 then return {av.tensor(val, {dtype = dt})} end
+  return {av.full(shape, val, {dtype = dt})}
+end
+
+O.Expand = function(_, i)
+  local x, shape = i[1], ints(i[2])
+  -- numpy-style broadcast of x against shape
+  local nd = math.max(x:dim(), #shape)
+  local out = {}
+  local xs = x:size()
+  for d = 1, nd do
+    local a = xs[d - (nd - x:dim())] or 1
+    local b = shape[d - (nd - #shape)] or 1
+    out[d] = a == 1 and b or a
+  end
+  while x:dim() < nd do x = x:unsqueeze(1) end
+  return {x:expand(out)}
+end
+
 O.Shape = function(_, i, a)
   local s = i[1]:size()
   local nd = #s
@@ -313,14 +337,31 @@ O.Slice = function(_, i, a, node)
     local ax = axis1(axes[k], x:dim())
     local n = x:size(ax)
     local step = steps and steps[k] or 1
-    if step ~= 1 then fail(node, "steps other than 1 are not supported") end
+    if step == 0 then fail(node, "a step of 0") end
     local st, en = starts[k], ends[k]
     if st < 0 then st = st + n end
     if en < 0 then en = en + n end
-    st = math.max(0, math.min(st, n))
-    en = math.max(0, math.min(en, n))
-    if en < st then en = st end
-    if st ~= 0 or en ~= n then x = x:narrow(ax, st + 1, en - st) end
+    if step > 0 then
+      st = math.max(0, math.min(st, n))
+      en = math.max(0, math.min(en, n))
+    else
+      st = math.max(-1, math.min(st, n - 1))
+      en = math.max(-1, math.min(en, n - 1))
+    end
+    if step == 1 then
+      if en < st then en = st end
+      if st ~= 0 or en ~= n then x = x:narrow(ax, st + 1, en - st) end
+    else
+      local idx = {}
+      local v = st
+      while (step > 0 and v < en) or (step < 0 and v > en) do idx[#idx + 1] = v + 1; v = v + step end
+      if #idx == 0 then
+        local s = x:size(); s[ax] = 0
+        x = av.zeros(s, {dtype = x:dtype()})
+      else
+        x = x:index_select(ax, av.tensor(idx, {dtype = "int64"}))
+      end
+    end
   end
   return {x}
 end
