@@ -58,7 +58,7 @@ MOD := $(BUILD)/lua/aviary/core.so
 HOST := $(if $(filter build,$(BUILD)),bin/aviary,$(BUILD)/bin/aviary)
 CTEST := $(BUILD)/tests/ctest
 
-.PHONY: all deps test-deps test asan bench env install clean demo train check-cuda FORCE
+.PHONY: all deps test-deps node-tools test asan bench env install clean demo train check-cuda FORCE
 all: $(LIB) $(MOD) $(HOST)
 
 # objects rebuild when the compiler flags change (CUDA, DNNL, sanitizers, ...)
@@ -126,8 +126,10 @@ define apt_ensure
 endef
 deps:
 	$(call apt_ensure,$(DEPS_PKGS))
-test-deps:
+test-deps: node-tools
 	$(call apt_ensure,$(TEST_PKGS))
+# Node.js packages (ONNX Runtime for checking exports; playwright-core for the browser tests)
+node-tools:
 	@command -v npm >/dev/null || { test "$$(id -u)" = 0 && echo "installing: nodejs npm" && \
 	  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nodejs npm >/dev/null; } || \
 	  { echo "missing: npm; run: sudo apt-get install -y nodejs npm"; exit 1; }
@@ -167,7 +169,7 @@ install: all
 
 # the whole workflow on a synthetic set: draw it (data/synthetic), prepare it (data/demo_images),
 # train recipes/configs/demo.lua into models/demo-<time>/
-demo: deps
+demo: deps node-tools
 	@$(MAKE) --no-print-directory all
 	@OPENBLAS_CORETYPE=$${OPENBLAS_CORETYPE:-Haswell} $(HOST) recipes/demo.lua
 

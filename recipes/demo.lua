@@ -6,7 +6,8 @@
 --      feature manifold and report.html
 --   5. explains a few test images with recipes/interpret.lua (attribution panels, feature maps, feature
 --      visualisation, the pointing game against the birds' boxes), which adds its section to report.html
---   6. prints the run folder, the final test accuracy, the wall time and the report's path
+--   6. exports the model to ONNX (recipes/export_onnx.lua) and checks ONNX Runtime's logits against aviary's
+--   7. prints the run folder, the final test accuracy, the wall time and the report's path
 -- usage: bin/aviary recipes/demo.lua [KEY.sub=value ...]   (overrides go to recipes/train.lua)
 -- The old tensor tour is recipes/tour.lua.
 local av = require "aviary"
@@ -41,27 +42,27 @@ if n and n ~= CLASSES then
   n = count_lines(syn .. "/CUB_200_2011/classes.txt")
 end
 if not n then
-  print(("[1/5] drawing %d species x %d images (%s) into %s/CUB_200_2011"):format(CLASSES, PER_CLASS, SIZE, syn))
+  print(("[1/6] drawing %d species x %d images (%s) into %s/CUB_200_2011"):format(CLASSES, PER_CLASS, SIZE, syn))
   local r = require("aviary.data.synthetic").generate({out = syn, classes = CLASSES, per_class = PER_CLASS, size = SIZE,
                                                         seed = 1})
   print(("      %d images (%d train, %d test) in %.1f s"):format(r.images or CLASSES * PER_CLASS, r.train or 0, r.test or 0,
     r.seconds or 0))
 else
-  print(("[1/5] %s/CUB_200_2011 is there (%d species); delete it to draw it again"):format(syn, n))
+  print(("[1/6] %s/CUB_200_2011 is there (%d species); delete it to draw it again"):format(syn, n))
 end
 
 -- 2. the study's layout
 if not exists(IMAGES .. "/train.txt") then
-  print(("[2/5] preparing %s -> %s"):format(syn .. "/CUB_200_2011", IMAGES))
+  print(("[2/6] preparing %s -> %s"):format(syn .. "/CUB_200_2011", IMAGES))
   local r = require("aviary.data.cub").prepare(syn .. "/CUB_200_2011", IMAGES, {mode = "link"})
   print(("      train: %d images, test: %d images, %d classes"):format(r.train, r.test, r.classes))
 else
-  print(("[2/5] %s is there; delete it to prepare it again"):format(IMAGES))
+  print(("[2/6] %s is there; delete it to prepare it again"):format(IMAGES))
 end
 
 -- 3. training
 local run = "demo-" .. os.date("%Y%m%d-%H%M%S")
-print(("[3/5] training: bin/aviary recipes/train.lua --config demo --run-name %s%s\n"):format(run,
+print(("[3/6] training: bin/aviary recipes/train.lua --config demo --run-name %s%s\n"):format(run,
   #arg > 0 and (" " .. table.concat(arg, " ")) or ""))
 io.stdout:flush()
 local args = {}
@@ -74,17 +75,23 @@ if not ok then
 end
 
 local dir = "models/" .. run
-print(("\n[4/5] evaluating: bin/aviary recipes/evaluate.lua --run %s\n"):format(dir))
+print(("\n[4/6] evaluating: bin/aviary recipes/evaluate.lua --run %s\n"):format(dir))
 io.stdout:flush()
 if not os.execute(("%s %s --run %s"):format(sh(host), sh(here .. "/evaluate.lua"), sh(dir))) then
   io.stderr:write("demo: evaluation failed (see above)\n")
   os.exit(1)
 end
-print(("\n[5/5] interpreting: bin/aviary recipes/interpret.lua --run %s --n 3 --pointing 60 --optvis 4\n"):format(dir))
+print(("\n[5/6] interpreting: bin/aviary recipes/interpret.lua --run %s --n 3 --pointing 60 --optvis 4\n"):format(dir))
 io.stdout:flush()
 if not os.execute(("%s %s --run %s --n 3 --pointing 60 --optvis 4 --optvis-steps 128 --boxes %s"):format(sh(host),
     sh(here .. "/interpret.lua"), sh(dir), sh(syn .. "/CUB_200_2011"))) then
   io.stderr:write("demo: interpretation failed (see above)\n")
+  os.exit(1)
+end
+print(("\n[6/6] exporting: bin/aviary recipes/export_onnx.lua --run %s\n"):format(dir))
+io.stdout:flush()
+if not os.execute(("%s %s --run %s"):format(sh(host), sh(here .. "/export_onnx.lua"), sh(dir))) then
+  io.stderr:write("demo: the ONNX export failed (see above)\n")
   os.exit(1)
 end
 local okh, h = pcall(json.read, dir .. "/history.json")
@@ -110,4 +117,5 @@ if okp and type(pg) == "table" and pg.rows then
   print(("pointing game (%d test images; a random point %.0f%%): %s"):format(pg.n_images, 100 * (pg.rows[1].baseline or 0),
     table.concat(parts, ", ")))
 end
+print(("deploy: bin/aviary recipes/predict.lua --model %s/model.onnx --image bird.jpg  (docs/deploy.md)"):format(dir))
 print("report: " .. dir .. "/report.html  (open it in a browser)")

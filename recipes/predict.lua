@@ -60,7 +60,7 @@ local function load_model(spec, o)
   local classes = decode(meta.class_names)
   local pre = decode(meta.preprocessing) or {}
   local crop = tonumber(pre.input_size or pre.crop or meta.input_size) or o.size or 224
-  local resize = tonumber(pre.resize or meta.resize) or math.floor(crop * 256 / 224 + 0.5)
+  local resize = tonumber(pre.resize_size or pre.resize or meta.resize) or math.floor(crop * 256 / 224 + 0.5)
   return {forward = function(x) return net(x) end, classes = type(classes) == "table" and classes or nil, resize = resize,
           crop = crop, mean = decode(pre.mean or meta.mean) or IMAGENET_MEAN, std = decode(pre.std or meta.std) or IMAGENET_STD,
           what = spec .. (type(classes) == "table" and "" or " (no class names in its metadata: classes are numbers)")}

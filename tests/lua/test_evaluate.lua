@@ -322,6 +322,74 @@ describe("recipes/interpret.lua", function()
   end)
 end)
 
+describe("recipes/export_onnx.lua and recipes/predict.lua", function()
+  local have_ort = function()
+    return os.execute("command -v node >/dev/null 2>&1") == true and exists(root .. "/tools/node/node_modules/onnxruntime-node")
+  end
+  it("exports the run with its metadata, ONNX Runtime agrees, and predict names the species from the file alone", function()
+    assert(ensure_run(), train_log)
+    local rc, out = run("export_onnx.lua", {"--run", run_dir, "--verify", "3"})
+    assert.equal(rc, 0, out)
+    assert.truthy(exists(run_dir .. "/model.onnx"), out)
+    if have_ort() then
+      assert.truthy(out:find("top-1 agreement 3/3", 1, true), out)
+    else
+      assert.truthy(out:find("verification skipped", 1, true), out)
+    end
+    local g = require("aviary.onnx").load(run_dir .. "/model.onnx")
+    assert.equal(#g.metadata.class_names, 4)
+    assert.equal(g.metadata.preprocessing.input_size, 48)
+    local csv = tmp .. "/pred.csv"
+    rc, out = run("predict.lua", {"--model", run_dir .. "/model.onnx", "--image", data_dir .. "/test", "--topk", "2", "--csv", csv})
+    assert.equal(rc, 0, out)
+    local n = 0
+    for line in io.lines(csv) do
+      n = n + 1
+      if n > 1 then assert.truthy(line:find("Synthetic", 1, true), line) end
+    end
+    local m = json.read(run_dir .. "/metrics.json")
+    assert.equal(n - 1, m.n)
+    -- the run folder works as a model too, and gives the same top class
+    rc, out = run("predict.lua", {"--model", run_dir, "--image", data_dir .. "/test", "--topk", "1", "--csv", csv .. "2"})
+    assert.equal(rc, 0, out)
+    local a, b = {}, {}
+    for l in io.lines(csv) do a[#a + 1] = l:match("^[^,]*,([^,]*)") end
+    for l in io.lines(csv .. "2") do b[#b + 1] = l:match("^[^,]*,([^,]*)") end
+    for i = 2, #a do assert.equal(a[i], b[i]) end
+  end)
+
+  it("bad input: a truncated .onnx, a missing model, a folder without images, an unreadable photo among good ones", function()
+    assert(ensure_run(), train_log)
+    local good = run_dir .. "/model.onnx"
+    if not exists(good) then skip("needs the export test") end
+    local bad = tmp .. "/truncated.onnx"
+    local f = assert(io.open(good, "rb"))
+    local bytes = f:read("a")
+    f:close()
+    f = assert(io.open(bad, "wb"))
+    f:write(bytes:sub(1, #bytes // 3))
+    f:close()
+    local photos = av_test.root .. "/../shared/photos/eagle.jpg"
+    local rc, out = run("predict.lua", {"--model", bad, "--image", photos})
+    assert.equal(rc, 1, out)
+    assert.truthy(out:find("truncated or corrupt", 1, true), out)
+    rc, out = run("predict.lua", {"--model", tmp .. "/nothing.onnx", "--image", photos})
+    assert.equal(rc, 1, out)
+    assert.truthy(out:find("does not exist", 1, true), out)
+    os.execute("mkdir -p " .. sh(tmp .. "/noimages"))
+    rc, out = run("predict.lua", {"--model", good, "--image", tmp .. "/noimages"})
+    assert.equal(rc, 1, out)
+    assert.truthy(out:find("no .jpg/.jpeg/.png", 1, true), out)
+    local mixed = tmp .. "/mixed"
+    os.execute("mkdir -p " .. sh(mixed))
+    os.execute("cp " .. sh(data_dir .. "/test") .. "/*/*.jpg " .. sh(mixed) .. " 2>/dev/null; head -c 300 " .. sh(photos)
+      .. " > " .. sh(mixed .. "/zz_truncated.jpg"))
+    rc, out = run("predict.lua", {"--model", good, "--image", mixed, "--csv", tmp .. "/mixed.csv"})
+    assert.equal(rc, 0, out)
+    assert.truthy(out:find("zz_truncated.jpg: skipped", 1, true) and out:find("1 unreadable files skipped", 1, true), out)
+  end)
+end)
+
 describe("recipes/evaluate.lua errors", function()
   it("a run without a checkpoint", function()
     assert(ensure_run(), train_log)
