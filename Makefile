@@ -77,7 +77,7 @@ $(ONNX_GEN) &: $(ONNX_PROTO)
 	protoc-c --c_out=$(GEN) -I$(dir $(ONNX_PROTO)) $(ONNX_PROTO)
 
 # the ONNX reader and its binding rebuild when the generated header changes
-$(BUILD)/obj/runtime/onnx/onnx_io.o $(BUILD)/obj/lua/l_onnx.o: $(GEN)/onnx.pb-c.h
+$(BUILD)/obj/runtime/onnx/onnx_io.o $(BUILD)/obj/lua/l_onnx.o $(BUILD)/obj/lua/l_onnx_read.o: $(GEN)/onnx.pb-c.h
 
 # generated code: its own style, so only the project's warnings that it meets are relaxed
 $(ONNX_GEN_OBJ): $(GEN)/onnx.pb-c.c $(GEN)/onnx.pb-c.h Makefile $(FLAGS_FILE)

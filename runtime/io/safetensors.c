@@ -580,9 +580,9 @@ out:
     return rc;
 }
 
-av_tensor_file *av_safetensors_load(const char *path) {
+FILE *av_open_regular_file(const char *path, const char *verb, uint64_t *size) {
     if (!path || !*path) {
-        av_fail("cannot load safetensors: the path is empty");
+        av_fail("cannot %s: the path is empty", verb);
         return NULL;
     }
     FILE *f = fopen(path, "rb");
@@ -593,18 +593,26 @@ av_tensor_file *av_safetensors_load(const char *path) {
     struct stat st;
     int stat_rc = fstat(fileno(f), &st);
     if (stat_rc != 0 || !S_ISREG(st.st_mode)) {
-        av_fail("cannot load '%s': %s", path,
+        av_fail("cannot %s '%s': %s", verb, path,
                 stat_rc ? strerror(errno) : S_ISDIR(st.st_mode) ? "it is a directory" : "not a regular file");
         fclose(f);
         return NULL;
     }
+    *size = (uint64_t)st.st_size;
+    return f;
+}
+
+av_tensor_file *av_safetensors_load(const char *path) {
+    uint64_t fsize = 0;
+    FILE *f = av_open_regular_file(path, "load safetensors", &fsize);
+    if (!f) return NULL;
     av_tensor_file *tf = calloc(1, sizeof *tf);
     if (!tf) {
         av_fail("'%s': out of memory", path);
         fclose(f);
         return NULL;
     }
-    int rc = load_into(path, f, (uint64_t)st.st_size, tf);
+    int rc = load_into(path, f, fsize, tf);
     fclose(f);
     if (rc) {
         av_tensor_file_free(tf);

@@ -156,24 +156,10 @@ Onnx__ModelProto *av_onnx_decode(const void *data, size_t len, const char *name)
 }
 
 Onnx__ModelProto *av_onnx_read(const char *path) {
-    if (!path || !*path) {
-        av_fail("cannot read an ONNX model: the path is empty");
-        return NULL;
-    }
-    FILE *f = fopen(path, "rb");
-    if (!f) {
-        av_fail("cannot open '%s': %s", path, strerror(errno));
-        return NULL;
-    }
-    struct stat st;
-    int stat_rc = fstat(fileno(f), &st);
-    if (stat_rc != 0 || !S_ISREG(st.st_mode)) {
-        av_fail("cannot read '%s': %s", path,
-                stat_rc ? strerror(errno) : S_ISDIR(st.st_mode) ? "it is a directory" : "not a regular file");
-        fclose(f);
-        return NULL;
-    }
-    size_t size = (size_t)st.st_size;
+    uint64_t fsize = 0;
+    FILE *f = av_open_regular_file(path, "read the ONNX model", &fsize);
+    if (!f) return NULL;
+    size_t size = (size_t)fsize;
     if (size > ONNX_MAX_BYTES) {
         av_fail("'%s': %zu bytes is more than protobuf's 2 GiB limit; large models keep their weights as "
                 "external data", path, size);

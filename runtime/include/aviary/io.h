@@ -4,6 +4,7 @@
  *  "__metadata__": {"key": "value"}}, then the raw little-endian data.
  * Files are written to "<path>.tmp.<pid>" and renamed into place. */
 #ifndef AVIARY_IO_H
+#include <stdio.h>
 #define AVIARY_IO_H
 
 #include "aviary/tensor.h"
@@ -29,6 +30,10 @@ int av_safetensors_save(const char *path, int count, const char *const *names,
  * dtype, offsets out of bounds / overlapping / not matching shape) */
 av_tensor_file *av_safetensors_load(const char *path);
 void av_tensor_file_free(av_tensor_file *f);
+
+/* opens a regular file for reading; NULL (with the error set: "cannot <verb> '<path>': ...") when the
+ * path is empty, missing, a directory or not a regular file; *size gets its length in bytes */
+FILE *av_open_regular_file(const char *path, const char *verb, uint64_t *size);
 
 /* atomic write helper shared by every writer: writes to a temp name, fsyncs, renames */
 int av_write_file_atomic(const char *path, const void *const *chunks, const size_t *sizes, int nchunks);
