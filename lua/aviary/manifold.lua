@@ -1,6 +1,6 @@
 --- aviary.manifold: PCA, t-SNE and trustworthiness, after scikit-learn 1.2.1.
 --
--- The work is C (runtime/ml/manifold.c, through the private table av._manifold):
+-- The work is C (runtime/ml/pca.c, affinities.c, tsne.c, common.c, through the private table av._manifold):
 --
 --   local manifold = require "aviary.manifold"
 --   local p = manifold.pca(X, {n_components = 2, whiten = false})
