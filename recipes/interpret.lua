@@ -387,7 +387,7 @@ local function main(args)
       local rows, n = pointing_game(net, layer, cfg, samples, boxes, pm, o)
       summary.pointing = {rows = rows, n_images = n, caption = ("Each method's attribution maximum for the true class "
         .. "of %d test images, mapped back to the original image: the share inside the bird's bounding box, against the "
-        .. "chance that a random point of the crop is.)"):format(n)}
+        .. "chance that a random point of the crop is."):format(n)}
       json.write(out .. "/pointing.json", summary.pointing)
       print(("pointing game over %d test images (a random point: %.1f%%):"):format(n, 100 * (rows[1] and rows[1].baseline or 0)))
       for _, row in ipairs(rows) do print(("  %-22s %5.1f%%"):format(row.method, 100 * row.score)) end
