@@ -122,21 +122,6 @@ local function default_layer(model)
 end
 
 -- ---- images ----------------------------------------------------------------------------------
-local function list_images(spec)
-  local out = {}
-  local run = require "aviary.run"
-  for item in spec:gmatch("[^,]+") do
-    if run.is_dir(item) then
-      local p = io.popen("find " .. run.sh(item) .. " -maxdepth 2 -type f \\( -iname '*.jpg' -o -iname '*.jpeg' -o -iname '*.png' \\) | sort")
-      for l in p:lines() do out[#out + 1] = l end
-      p:close()
-    else
-      out[#out + 1] = item
-    end
-  end
-  return out
-end
-
 -- loads an image as the test transform does: resize the short side, centre crop; returns the
 -- display image (uint8 3 x C x C), the normalised input (3 x C x C) and the crop's geometry
 local function prepare(path, cfg)
@@ -244,8 +229,7 @@ local function main(args)
   local items = {}
   local classes
   if o.images then
-    for _, p in ipairs(list_images(o.images)) do items[#items + 1] = {path = p} end
-    if #items == 0 then error(("--images: no image found in '%s'"):format(o.images), 0) end
+    for _, p in ipairs(run.find_images(o.images, "--images")) do items[#items + 1] = {path = p} end
   end
   if not o.images or (o.pointing or 100) > 0 then
     run.check_data(cfg)

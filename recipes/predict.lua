@@ -25,9 +25,8 @@ local function parse_args(args)
     flags = {help = true}, ints = {topk = 1, size = 8}})
 end
 
-local function sh(s) return "'" .. tostring(s):gsub("'", "'\\''") .. "'" end
-local function is_dir(p) return os.execute("test -d " .. sh(p)) == true end
-local function exists(p) return os.execute("test -e " .. sh(p)) == true end
+local run = require "aviary.run"
+local is_dir, exists = run.is_dir, run.exists
 
 local IMAGENET_MEAN, IMAGENET_STD = {0.485, 0.456, 0.406}, {0.229, 0.224, 0.225}
 
@@ -35,7 +34,6 @@ local IMAGENET_MEAN, IMAGENET_STD = {0.485, 0.456, 0.406}, {0.229, 0.224, 0.225}
 local function load_model(spec, o)
   if not exists(spec) then error(("--model: '%s' does not exist"):format(spec), 0) end
   if is_dir(spec) then
-    local run = require "aviary.run"
     local r = run.open(spec)
     local net, info = run.model(r, {checkpoint = o.checkpoint})
     local classes
@@ -66,22 +64,6 @@ local function load_model(spec, o)
           what = spec .. (type(classes) == "table" and "" or " (no class names in its metadata: classes are numbers)")}
 end
 
-local function list_images(p)
-  if not is_dir(p) then return {p} end
-  local out = {}
-  local f = io.popen("find " .. sh(p) .. " -type f \\( -iname '*.jpg' -o -iname '*.jpeg' -o -iname '*.png' \\) | sort")
-  for l in f:lines() do out[#out + 1] = l end
-  f:close()
-  if #out == 0 then error(("--image: no .jpg/.jpeg/.png file in '%s'"):format(p), 0) end
-  return out
-end
-
-local function csv_field(s)
-  s = tostring(s)
-  if s:find('[,"\n\r]') then return '"' .. s:gsub('"', '""') .. '"' end
-  return s
-end
-
 local function main(args)
   local o = parse_args(args)
   if o.help then print(usage); return 0 end
@@ -89,7 +71,7 @@ local function main(args)
   if not o.image then usage_error("--image is required") end
   local image = require "aviary.image"
   local m = load_model(o.model, o)
-  local files = list_images(o.image)
+  local files = run.find_images(o.image, "--image")
   local k = o.topk or 5
   local rows = {}
   local failed = 0
@@ -128,17 +110,7 @@ local function main(args)
   if csv then
     local head = {"path"}
     for j = 1, k do head[#head + 1] = "top" .. j; head[#head + 1] = "top" .. j .. "_p" end
-    local lines = {table.concat(head, ",")}
-    for _, r in ipairs(rows) do
-      local cells = {}
-      for i, c in ipairs(r) do cells[i] = csv_field(c) end
-      lines[#lines + 1] = table.concat(cells, ",")
-    end
-    local tmp = csv .. ".tmp"
-    local f = assert(io.open(tmp, "w"))
-    f:write(table.concat(lines, "\n"), "\n")
-    f:close()
-    assert(os.rename(tmp, csv))
+    require("aviary.evaluation").write_csv(csv, head, rows)
     print(("wrote %s (%d rows%s)"):format(csv, #rows, failed > 0 and (", " .. failed .. " unreadable files skipped") or ""))
   end
   return failed > 0 and #rows == 0 and 1 or 0

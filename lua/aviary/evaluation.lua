@@ -77,6 +77,24 @@ local function csv_field(s)
   return s
 end
 
+--- ev.write_csv(path, header, rows) -- a CSV file (cells quoted where they need it), written atomically
+function ev.write_csv(path, header, rows)
+  local lines = {}
+  for r, row in ipairs({header, table.unpack(rows)}) do
+    local cells = {}
+    for i, c in ipairs(row) do cells[i] = csv_field(c) end
+    lines[r] = table.concat(cells, ",")
+  end
+  local tmp = path .. ".tmp"
+  local f, err = io.open(tmp, "w")
+  if not f then error(("cannot write '%s': %s"):format(path, tostring(err)), 2) end
+  f:write(table.concat(lines, "\n"), "\n")
+  f:close()
+  local ok, rerr = os.rename(tmp, path)
+  if not ok then os.remove(tmp); error(("cannot write '%s': %s"):format(path, tostring(rerr)), 2) end
+  return path
+end
+
 --- ev.write_predictions(path, res [, k=5]) -- one CSV row per image: path, true and predicted class
 -- (1-based index and name), correct, the true class's probability, and the top-k classes with probabilities
 function ev.write_predictions(path, res, k)
@@ -87,24 +105,18 @@ function ev.write_predictions(path, res, k)
   local ptrue = res.probs:gather(2, res.labels:view(-1, 1)):view(-1):tolist()
   local head = {"path", "true", "true_name", "pred", "pred_name", "correct", "p_true"}
   for j = 1, k do head[#head + 1] = "top" .. j; head[#head + 1] = "top" .. j .. "_name"; head[#head + 1] = "top" .. j .. "_p" end
-  local lines = {table.concat(head, ",")}
+  local rows = {}
   for i = 1, res.n do
     local t, p = labels[i], res.preds[i]
-    local row = {csv_field(res.paths[i] or ""), t, csv_field(res.classes[t]), p, csv_field(res.classes[p]),
-                 t == p and 1 or 0, ("%.6f"):format(ptrue[i])}
+    local row = {res.paths[i] or "", t, res.classes[t], p, res.classes[p], t == p and 1 or 0, ("%.6f"):format(ptrue[i])}
     for j = 1, k do
       row[#row + 1] = idx[i][j]
-      row[#row + 1] = csv_field(res.classes[idx[i][j]])
+      row[#row + 1] = res.classes[idx[i][j]]
       row[#row + 1] = ("%.6f"):format(vals[i][j])
     end
-    lines[#lines + 1] = table.concat(row, ",")
+    rows[i] = row
   end
-  local tmp = path .. ".tmp"
-  local f = assert(io.open(tmp, "w"))
-  f:write(table.concat(lines, "\n"), "\n")
-  f:close()
-  assert(os.rename(tmp, path))
-  return path
+  return ev.write_csv(path, head, rows)
 end
 
 --- ev.write_metrics(path, m, extra) -- metrics.json (the summarize() table plus `extra` fields), atomically

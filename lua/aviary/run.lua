@@ -23,6 +23,24 @@ prepare the data first:
                  bin/aviary recipes/prepare_cub.lua --src=data/synthetic/CUB_200_2011 --dst=%s
 (or set DATA.dir=... to where the prepared set is)]]
 
+--- run.find_images(spec, who) -> sorted image paths: spec is a file or a folder (searched below it for
+-- .jpg/.jpeg/.png), or several separated by commas; a folder without images is an error naming `who`
+function run.find_images(spec, who)
+  local out = {}
+  for item in tostring(spec):gmatch("[^,]+") do
+    if is_dir(item) then
+      local n = #out
+      local f = io.popen("find " .. sh(item) .. " -type f \\( -iname '*.jpg' -o -iname '*.jpeg' -o -iname '*.png' \\) | sort")
+      for l in f:lines() do out[#out + 1] = l end
+      f:close()
+      if #out == n then error(("%s: no .jpg/.jpeg/.png file in '%s'"):format(who or "images", item), 0) end
+    else
+      out[#out + 1] = item
+    end
+  end
+  return out
+end
+
 --- run.check_data(cfg): errors (saying how to prepare the data) unless cfg.DATA points at a usable dataset
 function run.check_data(cfg)
   local D = cfg.DATA
