@@ -37,8 +37,8 @@ ifeq ($(CUDA),1)
   CUDA_SRC := $(shell find runtime -name '*.cu' | sort)
   CUDA_OBJ := $(CUDA_SRC:%.cu=$(BUILD)/obj/%.o)
   CFLAGS += -DAV_WITH_CUDA=1 -I$(CUDA_HOME)/include
-  RUNTIME_LIBS += -L$(CUDA_HOME)/lib64 -Wl,-rpath,$(CUDA_HOME)/lib64 -lcudart
-  NVCCFLAGS := -O3 -std=c++17 -Xcompiler -fPIC -Iruntime/include \
+  RUNTIME_LIBS += -L$(CUDA_HOME)/lib64 -Wl,-rpath,$(CUDA_HOME)/lib64 -lcudnn -lcublasLt -lcublas -lcudart
+  NVCCFLAGS := -O3 -std=c++17 -Xcompiler -fPIC -Iruntime/include -Iruntime/ops/cuda -DAV_WITH_CUDA=1 \
     -gencode arch=compute_90,code=sm_90 -gencode arch=compute_90,code=compute_90
 endif
 # oneDNN (Debian libdnnl-dev) runs convolutions where it measures faster than im2col + OpenBLAS;
@@ -58,7 +58,7 @@ MOD := $(BUILD)/lua/aviary/core.so
 HOST := $(if $(filter build,$(BUILD)),bin/aviary,$(BUILD)/bin/aviary)
 CTEST := $(BUILD)/tests/ctest
 
-.PHONY: all deps test-deps node-tools test asan bench env install clean demo train check-cuda FORCE
+.PHONY: all deps test-deps node-tools test asan bench env install clean demo train notebooks check-cuda FORCE
 all: $(LIB) $(MOD) $(HOST)
 
 # objects rebuild when the compiler flags change (CUDA, DNNL, sanitizers, ...)
@@ -84,7 +84,7 @@ $(ONNX_GEN_OBJ): $(GEN)/onnx.pb-c.c $(GEN)/onnx.pb-c.h Makefile $(FLAGS_FILE)
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) -Wno-shadow -Wno-missing-field-initializers -c $< -o $@
 
-$(BUILD)/obj/%.o: %.cu $(wildcard runtime/include/aviary/*.h)
+$(BUILD)/obj/%.o: %.cu $(wildcard runtime/include/aviary/*.h runtime/ops/cuda/*.h runtime/ops/cuda/*.cuh)
 	@mkdir -p $(dir $@)
 	$(NVCC) $(NVCCFLAGS) -c $< -o $@
 
@@ -112,7 +112,7 @@ DEPS_PKGS := lua5.4 liblua5.4-dev lua-cjson libopenblas-dev libturbojpeg0-dev li
   libcjson-dev libdnnl-dev libpng-dev libcairo2-dev fonts-dejavu-core pkg-config gcc make \
   libonnx-dev libprotobuf-c-dev protobuf-c-compiler
 TEST_PKGS := python3-torch python3-torchvision python3-pil python3-sklearn python3-protobuf protobuf-compiler chromium \
-  python3-onnx
+  python3-onnx python3-nbformat
 # Node.js packages the tests drive (tools/node/package.json, versions pinned by its package-lock.json):
 # playwright-core opens the HTML reports in Debian's Chromium; onnxruntime-node runs exported ONNX models
 # (tools/node/ort_run.js). Node.js itself comes from Debian when absent.
@@ -172,6 +172,12 @@ install: all
 demo: deps node-tools
 	@$(MAKE) --no-print-directory all
 	@OPENBLAS_CORETYPE=$${OPENBLAS_CORETYPE:-Haswell} $(HOST) recipes/demo.lua
+
+# the walkthroughs notebooks/NNN_*.lua in order, in full, into notebooks/out/ (.ipynb and .html each);
+# make test runs them with --quick
+notebooks: deps node-tools
+	@$(MAKE) --no-print-directory all
+	@OPENBLAS_CORETYPE=$${OPENBLAS_CORETYPE:-Haswell} $(HOST) notebook run-all
 
 # make train CONFIG=resnet50 ARGS='MODEL.weights=resnet50.safetensors TRAIN.num_epochs=30'
 CONFIG ?= resnet50

@@ -1,8 +1,10 @@
 /* Binding core: the tensor userdata, argument helpers, the module entry point. */
+#include <pthread.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
 #include "binding.h"
+#include "aviary/cuda.h"
 
 /* ---- names and errors ------------------------------------------------------- */
 static _Thread_local char fname_buf[128];
@@ -70,10 +72,11 @@ av_tensor *lav_check_tensor(lua_State *L, int idx) {
  * garbage tensors in a long loop are reclaimed (Torch7 did the same). */
 static size_t gc_threshold = (size_t)256 << 20;
 static void gc_pressure(lua_State *L) {
-    size_t live = av_live_bytes();
+    /* device tensors count too: GPU memory is the scarcer of the two */
+    size_t live = av_live_bytes() + av_cuda_live_bytes();
     if (live <= gc_threshold) return;
     lua_gc(L, LUA_GCCOLLECT);
-    live = av_live_bytes();
+    live = av_live_bytes() + av_cuda_live_bytes();
     gc_threshold = live * 2 > ((size_t)256 << 20) ? live * 2 : ((size_t)256 << 20);
 }
 
@@ -292,8 +295,25 @@ __attribute__((weak)) void lav_open_optim(lua_State *L, int mod, int methods);
 __attribute__((weak)) void lav_open_plot(lua_State *L, int mod, int methods);
 __attribute__((weak)) void lav_open_manifold(lua_State *L, int mod, int methods);
 __attribute__((weak)) void lav_open_onnx(lua_State *L, int mod, int methods);
+__attribute__((weak)) void lav_open_infer(lua_State *L, int mod, int methods); /* lua/l_infer.c */
+void lav_open_cuda(lua_State *L, int mod, int methods); /* lua/l_cuda.c */
+
+/* out of GPU memory: collect Lua's garbage tensors, then the allocator retries.
+ * Only on the thread running the Lua state that loaded the module. */
+static lua_State *oom_state;
+static pthread_t oom_thread;
+static void oom_collect(void) {
+    if (oom_state && pthread_equal(pthread_self(), oom_thread)) lua_gc(oom_state, LUA_GCCOLLECT);
+}
 
 int luaopen_aviary_core(lua_State *L) {
+    if (!oom_state) {
+        lua_rawgeti(L, LUA_REGISTRYINDEX, LUA_RIDX_MAINTHREAD); /* outlives any coroutine that required us */
+        oom_state = lua_tothread(L, -1);
+        lua_pop(L, 1);
+        oom_thread = pthread_self();
+        av_cuda_set_oom_hook(oom_collect);
+    }
     lua_newtable(L); /* module */
     int mod = lua_gettop(L);
     lua_newtable(L); /* methods */
@@ -335,6 +355,8 @@ int luaopen_aviary_core(lua_State *L) {
     if (lav_open_plot) lav_open_plot(L, mod, methods);
     if (lav_open_manifold) lav_open_manifold(L, mod, methods);
     if (lav_open_onnx) lav_open_onnx(L, mod, methods);
+    if (lav_open_infer) lav_open_infer(L, mod, methods);
+    lav_open_cuda(L, mod, methods); /* last: its Tensor:to knows devices as well as dtypes */
 
     lua_pushvalue(L, methods);
     lua_setfield(L, mod, "Tensor"); /* the methods table, for extension in Lua */

@@ -20,6 +20,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include "binding.h"
+#include "aviary/cuda.h"
 #include "aviary/data.h"
 #include "aviary/image.h"
 
@@ -160,6 +161,11 @@ static int l_loader(lua_State *L) {
     luaL_setmetatable(L, LOADER_MT);
     b->l = av_loader_new(paths, targets, n, tf, ntf, &opts);
     if (!b->l) return data_error(L, "loader", av_last_error());
+    if (o) {
+        lua_getfield(L, o, "pin_memory");
+        av_loader_set_pin_memory(b->l, lua_toboolean(L, -1));
+        lua_pop(L, 1);
+    }
     return 1;
 }
 

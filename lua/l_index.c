@@ -8,12 +8,24 @@
  * once, so a Lua error anywhere after it leaks nothing. */
 #include <string.h>
 #include "binding.h"
+#include "aviary/cuda.h"
 
 /* registry key of av.tensor, used to read nested index tables */
 #define TENSOR_CTOR_KEY "aviary.index.tensor"
 
 /* pushes the 0-based int64 form of the index argument at arg; returns it */
-static av_tensor *push_index(lua_State *L, int arg) {
+static av_tensor *push_index_here(lua_State *L, int arg);
+/* a Lua table of indices is made on the device of `like` (a tensor index must already be there) */
+static av_tensor *push_index(lua_State *L, int arg, const av_tensor *like) {
+    av_tensor *ix = push_index_here(L, arg);
+    if (!lav_is_tensor(L, arg) && av_is_cuda(like)) {
+        lav_push(L, av_to_device(ix, av_device_of(like)));
+        lua_remove(L, -2);
+        ix = lav_to_tensor(L, -1);
+    }
+    return ix;
+}
+static av_tensor *push_index_here(lua_State *L, int arg) {
     if (lua_istable(L, arg) && !lav_is_tensor(L, arg)) {
         lua_geti(L, arg, 1);
         bool nested = lua_istable(L, -1);
@@ -125,7 +137,7 @@ static int l_index_select(lua_State *L) {
     av_tensor *x = lav_check_tensor(L, 1);
     int dim = lav_check_dim(L, 2, x->ndim);
     no_more_args(L, 4);
-    av_tensor *ix = push_index(L, 3);
+    av_tensor *ix = push_index(L, 3, x);
     return lav_push(L, av_index_select(x, dim, ix));
 }
 
@@ -134,7 +146,7 @@ static int l_gather(lua_State *L) {
     av_tensor *x = lav_check_tensor(L, 1);
     int dim = lav_check_dim(L, 2, x->ndim);
     no_more_args(L, 4);
-    av_tensor *ix = push_index(L, 3);
+    av_tensor *ix = push_index(L, 3, x);
     return lav_push(L, av_gather(x, dim, ix));
 }
 
@@ -158,14 +170,14 @@ static int scatter_common(lua_State *L, bool inplace) {
     no_more_args(L, 6);
     lua_settop(L, 5);
     const char *reduce = check_reduce(L, 5);
-    av_tensor *ix = push_index(L, 3);
+    av_tensor *ix = push_index(L, 3, x);
     av_tensor *src = lav_to_tensor(L, 4);
     if (!src) {
         /* a number is scattered as a tensor of that value shaped like the index */
         if (lua_type(L, 4) != LUA_TNUMBER && !lua_isboolean(L, 4))
             return lav_error(L, "expected a source tensor or a number as argument 4, got %s", luaL_typename(L, 4));
         double v = lua_isboolean(L, 4) ? lua_toboolean(L, 4) : lua_tonumber(L, 4);
-        lav_push(L, av_full(ix->ndim, ix->shape, x->dtype, v));
+        lav_push(L, av_full_on(ix->ndim, ix->shape, x->dtype, v, av_device_of(x)));
         src = lav_to_tensor(L, -1);
     }
     if (inplace) {

@@ -6,6 +6,7 @@
 #include <stdio.h>
 #include <string.h>
 #include "binding.h"
+#include "aviary/cuda.h"
 
 #define EDGE 3
 #define SUMMARY_THRESHOLD 1000
@@ -132,6 +133,15 @@ int lav_tostring(lua_State *L) {
     lav_box *b = luaL_checkudata(L, 1, LAV_TENSOR_MT);
     if (!b->t) { lua_pushliteral(L, "[aviary.Tensor (closed)]"); return 1; }
     const av_tensor *t = b->t;
+    /* a device tensor prints from one host copy (element reads would each be a round trip) */
+    av_tensor *host = NULL;
+    char devname[32] = "";
+    if (av_is_cuda(t)) {
+        host = av_to_device(t, (av_device){AV_CPU, 0});
+        if (!host) return luaL_error(L, "Tensor.__tostring: %s", av_last_error());
+        snprintf(devname, sizeof devname, ", device='%s'", av_device_str(av_device_of(t), (char[16]){0}, 16));
+        t = host;
+    }
     printer p = {t, av_numel(t) > SUMMARY_THRESHOLD, av_dtype_is_float(t->dtype), FMT_INT, 1};
     int64_t idx[AV_MAX_DIMS] = {0};
     luaL_Buffer B;
@@ -153,9 +163,10 @@ int lav_tostring(lua_State *L) {
         else if (t->ndim == 2) add_matrix(&B, &p, idx);
         else add_slices(&B, &p, 0, idx);
     }
-    char footer[200];
-    if (t->ndim == 0) snprintf(footer, sizeof footer, "[aviary.%s of size ()]", av_dtype_tensor_name(t->dtype));
-    else snprintf(footer, sizeof footer, "[aviary.%s of size %s]", av_dtype_tensor_name(t->dtype), av_shape_str(t, size, sizeof size));
+    char footer[240];
+    if (t->ndim == 0) snprintf(footer, sizeof footer, "[aviary.%s of size ()%s]", av_dtype_tensor_name(t->dtype), devname);
+    else snprintf(footer, sizeof footer, "[aviary.%s of size %s%s]", av_dtype_tensor_name(t->dtype), av_shape_str(t, size, sizeof size), devname);
+    av_release(host);
     luaL_addstring(&B, footer);
     luaL_pushresult(&B);
     return 1;

@@ -3,12 +3,29 @@
 #include <string.h>
 #include <time.h>
 #include "binding.h"
+#include "aviary/cuda.h"
 #include "aviary/autograd.h"
 
 /* ---- creation ----------------------------------------------------------------- */
 /* pushes a new tensor and applies the creation option requires_grad=true */
 static int push_created(lua_State *L, av_tensor *t, int opts) {
     lav_push(L, t);
+    if (opts) {
+        /* {device='cuda'}: made on the host, then moved (the values, random ones included, are the same) */
+        lua_getfield(L, opts, "device");
+        if (!lua_isnil(L, -1)) {
+            av_device d;
+            if (lua_type(L, -1) != LUA_TSTRING || av_device_parse(lua_tostring(L, -1), &d))
+                lav_error(L, "option 'device' must be 'cpu', 'cuda' or 'cuda:N', got %s",
+                          lua_type(L, -1) == LUA_TSTRING ? lua_tostring(L, -1) : luaL_typename(L, -1));
+            lua_pop(L, 1);
+            lav_push(L, av_to_device(t, d));
+            lua_remove(L, -2);
+            t = lav_to_tensor(L, -1);
+        } else {
+            lua_pop(L, 1);
+        }
+    }
     if (opts && lav_opt_bool(L, opts, "requires_grad", false)) lav_check_rc(L, av_requires_grad_(t, true));
     return 1;
 }
@@ -174,15 +191,22 @@ static int l_tensor(lua_State *L) {
         (void)dt;                                                                \
         return lav_push(L, expr);                                                \
     }
-LIKE_FN(l_zeros_like, av_zeros(x->ndim, x->shape, dt))
-LIKE_FN(l_ones_like, av_full(x->ndim, x->shape, dt, 1))
-LIKE_FN(l_empty_like, av_empty(x->ndim, x->shape, dt))
-LIKE_FN(l_rand_like, av_rand(x->ndim, x->shape, dt))
-LIKE_FN(l_randn_like, av_randn(x->ndim, x->shape, dt))
+/* the *_like functions make their result on x's device */
+static av_tensor *on_device_of(const av_tensor *x, av_tensor *t) {
+    if (!t || !av_is_cuda(x)) return t;
+    av_tensor *r = av_to_device(t, av_device_of(x));
+    av_release(t);
+    return r;
+}
+LIKE_FN(l_zeros_like, av_zeros_on(x->ndim, x->shape, dt, av_device_of(x)))
+LIKE_FN(l_ones_like, av_full_on(x->ndim, x->shape, dt, 1, av_device_of(x)))
+LIKE_FN(l_empty_like, av_empty_on(x->ndim, x->shape, dt, av_device_of(x)))
+LIKE_FN(l_rand_like, on_device_of(x, av_rand(x->ndim, x->shape, dt)))
+LIKE_FN(l_randn_like, on_device_of(x, av_randn(x->ndim, x->shape, dt)))
 static int l_full_like(lua_State *L) {
     av_tensor *x = lav_check_tensor(L, 1);
     double v = luaL_checknumber(L, 2);
-    return lav_push(L, av_full(x->ndim, x->shape, lav_opt_dtype(L, lav_opts(L, 3), x->dtype), v));
+    return lav_push(L, av_full_on(x->ndim, x->shape, lav_opt_dtype(L, lav_opts(L, 3), x->dtype), v, av_device_of(x)));
 }
 
 static int l_manual_seed(lua_State *L) {
@@ -273,7 +297,6 @@ static int m_type(lua_State *L) {
 }
 static int m_is_contiguous(lua_State *L) { lua_pushboolean(L, av_is_contiguous(lav_check_tensor(L, 1))); return 1; }
 static int m_storage_offset(lua_State *L) { lua_pushinteger(L, lav_check_tensor(L, 1)->offset); return 1; }
-static int m_device(lua_State *L) { lav_check_tensor(L, 1); lua_pushliteral(L, "cpu"); return 1; }
 
 static void push_number(lua_State *L, av_dtype dt, double v) {
     if (av_dtype_is_float(dt)) lua_pushnumber(L, v);
@@ -299,6 +322,13 @@ static int m_tolist(lua_State *L) {
     av_tensor *x = lav_check_tensor(L, 1);
     int64_t idx[AV_MAX_DIMS] = {0};
     luaL_checkstack(L, x->ndim + 4, "tolist");
+    if (x->storage->device.type != AV_CPU) {
+        /* one copy to the host rather than a round trip per element; boxed so an error cannot leak it */
+        lav_push(L, av_to_device(x, (av_device){AV_CPU, 0}));
+        tolist_rec(L, lav_to_tensor(L, -1), 0, idx);
+        lua_remove(L, -2);
+        return 1;
+    }
     tolist_rec(L, x, 0, idx);
     return 1;
 }
@@ -312,19 +342,8 @@ CONVERT(m_int, AV_I32)
 CONVERT(m_byte, AV_U8)
 CONVERT(m_half, AV_F16)
 CONVERT(m_bfloat16, AV_BF16)
-/* x:to('float64') / x:to('cpu') / x:to({dtype=...}) */
-static int m_to(lua_State *L) {
-    av_tensor *x = lav_check_tensor(L, 1);
-    if (lua_type(L, 2) == LUA_TSTRING) {
-        const char *s = lua_tostring(L, 2);
-        if (!strcmp(s, "cpu")) return lav_push(L, av_retain(x));
-        if (!strncmp(s, "cuda", 4)) lav_error(L, "CUDA is not available in this build or on this machine");
-        return lav_push(L, av_to_dtype(x, lav_check_dtype_name(L, 2)));
-    }
-    av_tensor *other = lav_to_tensor(L, 2);
-    if (other) return lav_push(L, av_to_dtype(x, other->dtype));
-    return lav_push(L, av_to_dtype(x, lav_opt_dtype(L, lav_opts(L, 2), x->dtype)));
-}
+/* x:to(...) lives in l_cuda.c: it moves between devices as well as dtypes */
+int lav_tensor_to(lua_State *L);
 static int m_clone(lua_State *L) { return lav_push(L, av_clone(lav_check_tensor(L, 1))); }
 static int m_contiguous(lua_State *L) { return lav_push(L, av_contiguous(lav_check_tensor(L, 1))); }
 static int m_copy_(lua_State *L) {
@@ -581,9 +600,9 @@ void lav_open_tensor(lua_State *L, int mod, int methods) {
     static const luaL_Reg meth[] = {
         {"size", m_size}, {"stride", m_stride}, {"dim", m_dim}, {"ndimension", m_dim}, {"nelement", m_numel},
         {"dtype", m_dtype}, {"type", m_type}, {"is_contiguous", m_is_contiguous},
-        {"storage_offset", m_storage_offset}, {"device", m_device}, {"item", m_item}, {"tolist", m_tolist},
+        {"storage_offset", m_storage_offset}, {"item", m_item}, {"tolist", m_tolist},
         {"float", m_float}, {"double", m_double}, {"long", m_long}, {"int", m_int}, {"byte", m_byte},
-        {"half", m_half}, {"bfloat16", m_bfloat16}, {"to", m_to}, {"copy_", m_copy_}, {"fill_", m_fill_},
+        {"half", m_half}, {"bfloat16", m_bfloat16}, {"to", lav_tensor_to}, {"copy_", m_copy_}, {"fill_", m_fill_},
         {"zero_", m_zero_}, {"uniform_", m_uniform_}, {"normal_", m_normal_}, {"view_as", m_view_as},
         {"expand_as", m_expand_as}, {NULL, NULL}};
     lav_setfuncs(L, mod, mod_fns);

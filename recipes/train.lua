@@ -207,9 +207,12 @@ local function main(args)
 
   local data, train = require "aviary.data", require "aviary.train"
   local T = cfg.TRAIN
+  -- page-locked batches when training on the GPU: their copies to the device run asynchronously
+  local pin = cfg.SYSTEM.device ~= "cpu"
   local train_loader = data.DataLoader(train_ds, {batch_size = T.batch_size, shuffle = true, num_workers = T.num_workers,
-                                                  seed = cfg.SYSTEM.seed})
-  local test_loader = data.DataLoader(test_ds, {batch_size = T.batch_size, num_workers = T.num_workers, seed = cfg.SYSTEM.seed})
+                                                  seed = cfg.SYSTEM.seed, pin_memory = pin})
+  local test_loader = data.DataLoader(test_ds, {batch_size = T.batch_size, num_workers = T.num_workers, seed = cfg.SYSTEM.seed,
+    pin_memory = pin})
   local net, opt, sched, crit, ntrain, sched_opts = build(cfg, train_loader:size())
   print(("%s: %s, %d classes, %d/%d parameter tensors trained%s; %d train / %d test images at %d px; %s, %d threads, seed %d")
     :format(fresh and "run" or "resuming", cfg.MODEL.name, cfg.MODEL.num_classes, ntrain, #net:parameters(),
@@ -220,7 +223,8 @@ local function main(args)
   local t = train.Trainer({model = net, optimizer = opt, criterion = crit, scheduler = sched,
     scheduler_step = sched_opts.step, scheduler_metric = sched_opts.metric,
     train_loader = train_loader, val_loader = test_loader, max_epochs = T.num_epochs, grad_clip = T.grad_clip,
-    device = cfg.SYSTEM.device ~= "cpu" and cfg.SYSTEM.device or nil, num_classes = cfg.MODEL.num_classes})
+    device = cfg.SYSTEM.device ~= "cpu" and cfg.SYSTEM.device or nil, num_classes = cfg.MODEL.num_classes,
+    amp = T.amp})
   local es = T.early_stopping
   train.standard_handlers(t, run_dir, {checkpoint_metric = es.metric,
     early_stopping = es.patience > 0 and {patience = es.patience, metric = es.metric} or nil,

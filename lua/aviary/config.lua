@@ -10,8 +10,8 @@ local util = require "aviary.util"
 
 local config = {}
 
--- leaf = {type, default, doc [, choices]}; type 'number' | 'integer' | 'boolean' | 'string';
--- opt = true: may be nil (no value)
+-- leaf = {type, default, doc [, choices]}; type 'number' | 'integer' | 'boolean' | 'string' |
+-- 'off_or_choice' (false, or one of the choices); opt = true: may be nil (no value)
 local function leaf(t, default, doc, extra)
   local l = {leaf = true, type = t, default = default, doc = doc}
   for k, v in pairs(extra or {}) do l[k] = v end
@@ -63,7 +63,7 @@ config.SCHEMA = {
       {"patience", leaf("integer", 5, "epochs without improvement before stopping; 0 turns it off")},
       {"metric", leaf("string", "val_accuracy", "watched metric (val_accuracy, val_loss, val_f1, ...); also picks best.ckpt")},
     }},
-    {"amp", leaf("boolean", false, "mixed precision (not implemented yet: must stay false)")},
+    {"amp", leaf("off_or_choice", false, "mixed precision on CUDA: false, 'bf16' (autocast) or 'fp16' (autocast + GradScaler); a no-op with a warning on the CPU", {choices = {"bf16", "fp16"}})},
     {"grad_clip", leaf("number", nil, "max total gradient norm; nil: no clipping", {opt = true})},
   }},
   {"DIRS", {
@@ -135,6 +135,7 @@ function config.defaults()
 end
 
 local function type_ok(l, v)
+  if l.type == "off_or_choice" then return v == false or type(v) == "string" end
   if l.type == "integer" then return math.type(v) == "integer" or (math.type(v) == "float" and v == math.floor(v) and v == v) end
   return type(v) == l.type
 end
@@ -154,13 +155,21 @@ local function merge(dst, src, list, path)
     local s = by[k]
     if s == nil then unknown(p) end
     if s.leaf then
-      if not type_ok(s, v) then fail("%s must be %s %s, got %s", p, s.type == "integer" and "an" or "a", s.type, describe(v)) end
+      if not type_ok(s, v) then
+        if s.type == "off_or_choice" then fail("%s must be false or one of '%s', got %s", p, table.concat(s.choices, "', '"), describe(v)) end
+        fail("%s must be %s %s, got %s", p, s.type == "integer" and "an" or "a", s.type, describe(v))
+      end
       if s.type == "integer" then v = math.tointeger(v) end
       dst[k] = v
     else
       merge(dst[k], v, s, p)
     end
   end
+end
+
+local function in_list(v, list)
+  for _, x in ipairs(list) do if x == v then return true end end
+  return false
 end
 
 --- config.parse_value(path, text) -> the value typed by the key's schema type
@@ -172,6 +181,15 @@ function config.parse_value(path, text)
   end
   if l.opt and (text == "nil" or text == "none" or text == "") then return nil, true end
   if l.type == "string" then return text end
+  if l.type == "off_or_choice" then
+    local off = ({["false"] = true, ["0"] = true, no = true, off = true, none = true})[text:lower()]
+    if off then return false end
+    if not in_list(text, l.choices) then
+      fail("%s expects false or one of %s, got '%s' (did you mean '%s'?)", path, table.concat(l.choices, ", "), text,
+        util.nearest(text, l.choices))
+    end
+    return text
+  end
   if l.type == "boolean" then
     local b = ({["true"] = true, ["1"] = true, yes = true, on = true, ["false"] = false, ["0"] = false, no = false, off = false})[text:lower()]
     if b == nil then fail("%s expects a boolean (true/false), got '%s'", path, text) end
@@ -200,10 +218,6 @@ function config.apply_override(cfg, arg)
   return cfg
 end
 
-local function in_list(v, list)
-  for _, x in ipairs(list) do if x == v then return true end end
-  return false
-end
 
 --- config.validate(cfg) -> cfg; ranges, choices, and the model's name
 function config.validate(cfg)
@@ -211,8 +225,11 @@ function config.validate(cfg)
     local t = cfg
     for p in path:gmatch("[^.]+") do if type(t) == "table" then t = t[p] else t = nil end end
     if t == nil and not l.opt then fail("%s is missing", path) end
-    if t ~= nil and not type_ok(l, t) then fail("%s must be a %s, got %s", path, l.type, describe(t)) end
-    if t ~= nil and l.choices and not in_list(t, l.choices) then
+    if t ~= nil and not type_ok(l, t) then
+      if l.type == "off_or_choice" then fail("%s must be false or one of '%s', got %s", path, table.concat(l.choices, "', '"), describe(t)) end
+      fail("%s must be a %s, got %s", path, l.type, describe(t))
+    end
+    if t ~= nil and t ~= false and l.choices and not in_list(t, l.choices) then
       fail("%s must be one of %s, got '%s' (did you mean '%s'?)", path, table.concat(l.choices, ", "), tostring(t),
         util.nearest(tostring(t), l.choices))
     end
@@ -243,7 +260,6 @@ function config.validate(cfg)
     fail("TRAIN.early_stopping.metric must be a metric name such as 'val_accuracy' or 'val_loss', got '%s'", T.early_stopping.metric)
   end
   if T.grad_clip ~= nil and not (T.grad_clip > 0) then fail("TRAIN.grad_clip must be positive (or nil for none)") end
-  if T.amp then fail("TRAIN.amp = true: mixed precision is not implemented yet; set TRAIN.amp=false") end
   if not (S.device == "cpu" or S.device:match("^cuda$") or S.device:match("^cuda:%d+$")) then
     fail("SYSTEM.device must be 'cpu', 'cuda' or 'cuda:N', got '%s'", S.device)
   end

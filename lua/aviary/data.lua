@@ -358,13 +358,15 @@ DataLoader.__index = DataLoader
 DataLoader.__name = "aviary.data.DataLoader"
 
 local loader_opts = {"batch_size", "shuffle", "drop_last", "num_workers", "prefetch", "seed", "on_error",
-                     "max_pixels", "dct_scaling", "log"}
+                     "max_pixels", "dct_scaling", "log", "pin_memory"}
 
 -- where skipped files are reported: one line on stderr per file, unless log = false or a function
 local function default_log(msg) io.stderr:write(msg, "\n") end
 
 --- data.DataLoader(ds, {batch_size=, shuffle=, drop_last=, num_workers=, prefetch=, seed=, on_error=, max_pixels=,
---- log=function(msg) | false})
+--- log=function(msg) | false, pin_memory=false})
+-- pin_memory = true puts batches in page-locked memory (when a GPU is usable), so that
+-- batch.input:to('cuda', {non_blocking = true}) copies while the host goes on
 function data.DataLoader(ds, opts)
   opts = check_opts("DataLoader", opts, loader_opts)
   if type(ds) ~= "table" or type(ds.size) ~= "function" then fail("DataLoader", "expected a dataset") end
@@ -380,6 +382,7 @@ function data.DataLoader(ds, opts)
                              drop_last = opts.drop_last or false, num_workers = nw, prefetch = opts.prefetch or 2,
                              seed = opts.seed or 0, on_error = on_error, max_pixels = opts.max_pixels,
                              dct_scaling = opts.dct_scaling, epoch = 0,
+                             pin_memory = opts.pin_memory and av.cuda.is_available() or false,
                              log = opts.log == nil and default_log or opts.log,
                              stats = {skipped = 0, skipped_total = 0, skipped_paths = {}, samples = 0, batches = 0}}, DataLoader)
   if ds.samples and ds.transform then
@@ -388,7 +391,7 @@ function data.DataLoader(ds, opts)
     local ok, l = pcall(C.loader, paths, targets, ds.transform.specs,
       {batch_size = bs, shuffle = self.shuffle, drop_last = self.drop_last, num_workers = nw,
        prefetch = self.prefetch, seed = self.seed, on_error = on_error, max_pixels = self.max_pixels,
-       dct_scaling = self.dct_scaling})
+       dct_scaling = self.dct_scaling, pin_memory = self.pin_memory})
     if not ok then error((tostring(l):gsub("^aviary%.data%.loader", "aviary.data.DataLoader")), 2) end
     self._c = l
   end
@@ -482,6 +485,7 @@ function DataLoader:_iter()
       batch = {input = av.stack(xs), target = av.tensor(ys):long(), index = idx, n = #idx}
     end
     st.samples, st.batches = st.samples + #idx, st.batches + 1
+    if self.pin_memory then batch.input, batch.target = batch.input:pin_memory(), batch.target:pin_memory() end
     return batch
   end
 end

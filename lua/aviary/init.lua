@@ -53,12 +53,37 @@ end
 av.no_grad = grad_mode(false)
 av.enable_grad = grad_mode(true)
 
--- devices: the CUDA backend reports what the build and the machine have
+-- devices: the CUDA backend reports what the build and the machine have.
+-- Device indices are 0-based, as in the names 'cuda:0', 'cuda:1'.
 av.cuda = {
-  is_available = function() return core._cuda_device_count() > 0 end,
-  device_count = function() return core._cuda_device_count() end,
-  compiled = function() return core._cuda_compiled() end,
+  is_available = core._cuda_is_available,
+  device_count = core._cuda_device_count,
+  compiled = core._cuda_compiled,
+  -- waits for every queued GPU operation (a no-op without a GPU)
+  synchronize = core._cuda_synchronize,
+  -- {allocated, reserved, peak_allocated, free, total} in bytes; an error without a GPU
+  memory_stats = core._cuda_memory_stats,
+  -- returns the caching allocator's free blocks to the driver
+  empty_cache = core._cuda_empty_cache,
+  reset_peak_memory_stats = core._cuda_reset_peak_memory_stats,
+  -- an index (0 for 'cuda:0') or a name
+  set_device = core._cuda_set_device,
+  current_device = core._cuda_current_device,
 }
-av._cuda_device_count, av._cuda_compiled = nil, nil
+-- av.cuda.benchmark: cuDNN's benchmark mode (time every algorithm on a shape's first call),
+-- read and assigned like torch.backends.cudnn.benchmark
+setmetatable(av.cuda, {
+  __index = function(_, k) if k == "benchmark" then return core._cudnn_benchmark() end end,
+  __newindex = function(t, k, v)
+    if k ~= "benchmark" then rawset(t, k, v); return end
+    if type(v) ~= "boolean" then error("aviary.cuda.benchmark: expected a boolean, got " .. type(v), 2) end
+    core._cudnn_benchmark(v)
+  end,
+})
+for _, k in ipairs{"_cuda_device_count", "_cuda_compiled", "_cuda_is_available", "_cuda_synchronize",
+                   "_cuda_memory_stats", "_cuda_empty_cache", "_cuda_reset_peak_memory_stats",
+                   "_cuda_set_device", "_cuda_current_device", "_cudnn_benchmark"} do
+  av[k] = nil
+end
 
 return av

@@ -599,9 +599,19 @@ function Module:load(path, opts)
   return rep
 end
 
---- m:to(device | dtype) -> m; moves or converts every parameter and buffer in place of the old ones
+local function is_device_name(arg)
+  return type(arg) == "string" and (arg == "cpu" or arg:match("^cuda$") or arg:match("^cuda:%d+$")) ~= nil
+end
+
+--- m:to(device | dtype) -> m; moves or converts every parameter and buffer (and gradient) in place
+-- of the old ones; the device is 'cpu', 'cuda' or 'cuda:N'. Create the optimizer after moving.
 function Module:to(arg)
   local who = type_name(self) .. ":to"
+  if is_device_name(arg) and arg ~= "cpu" then
+    -- one clear message up front rather than one per parameter
+    local ok, err = pcall(function() return av.empty(0):to(arg) end)
+    if not ok then error(("%s: %s"):format(who, tostring(err):gsub("^.-Tensor:to: ", "")), 2) end
+  end
   if arg == "cpu" then
     -- everything already lives on the CPU
     local on_cpu = true
@@ -621,9 +631,11 @@ function Module:to(arg)
             if not ok then error(("%s: cannot move %s: %s"):format(who, k, tostring(q)), 2) end
             if q ~= t then
               if field == "_parameters" then
-                local rg = t.requires_grad
+                local rg, g = t.requires_grad, t.grad
                 q = q:detach()
                 if rg then q:requires_grad_(true) end
+                -- the accumulated gradient follows its parameter, as in PyTorch
+                if g ~= nil and is_device_name(arg) then q.grad = g:to(arg) end
                 param_marks[q] = true
               end
               d.map[k] = q
@@ -635,6 +647,14 @@ function Module:to(arg)
   end
   return self
 end
+--- m:cuda([index]) -> m; m:cpu() -> m: Module:to for a device
+function Module:cuda(index)
+  if index ~= nil and math.type(index) ~= "integer" then
+    error(type_name(self) .. ":cuda: expected a device index (0 for 'cuda:0'), got " .. type(index), 2)
+  end
+  return self:to(index and ("cuda:" .. index) or "cuda")
+end
+function Module:cpu() return self:to("cpu") end
 function Module:float() return self:to("float32") end
 function Module:double() return self:to("float64") end
 

@@ -112,19 +112,62 @@ function Optimizer:_each_param()
   return list
 end
 
+-- On CUDA a whole parameter group is updated by one fused launch per
+-- optimizer state kind (_step_group, below); other devices and layouts take
+-- the per-parameter path.
 function Optimizer:step()
   av.no_grad(function()
     for _, g in ipairs(self.param_groups) do
-      for _, p in ipairs(g.params) do
-        local grad = p.grad
-        if grad ~= nil then
-          local st = self.state[p]
-          if not st then st = {}; self.state[p] = st end
-          self:_update(p, grad, st, g)
+      if not (self._step_group and self:_step_group(g)) then
+        for _, p in ipairs(g.params) do
+          local grad = p.grad
+          if grad ~= nil then
+            local st = self.state[p]
+            if not st then st = {}; self.state[p] = st end
+            self:_update(p, grad, st, g)
+          end
         end
       end
     end
   end)
+end
+
+-- the list kernels (lua/l_amp.c, runtime/ops/cuda/optim.cu), loaded with aviary.amp
+local list_core
+local function lists()
+  if list_core == nil then
+    local ok, amp = pcall(require, "aviary.amp")
+    list_core = ok and amp._core or false
+  end
+  return list_core or nil
+end
+
+-- a state tensor as the list kernels need it: on p's device, p's dtype, contiguous
+-- (state loaded from a CPU checkpoint arrives on the CPU)
+local function like_param(t, p)
+  if t:device() ~= p:device() then t = t:to(p:device()) end
+  if t:dtype() ~= p:dtype() then t = t:to(p:dtype()) end
+  if not t:is_contiguous() then t = t:contiguous() end
+  return t
+end
+
+-- the (param, grad) pairs of a group that has gradients, when every one is a
+-- contiguous CUDA tensor of one float dtype; nil otherwise
+local function cuda_group(g)
+  local ps, gs, dt = {}, {}, nil
+  for _, p in ipairs(g.params) do
+    local grad = p.grad
+    if grad ~= nil then
+      if p:device() == "cpu" or grad:device() ~= p:device() then return nil end
+      local d = p:dtype()
+      if (d ~= "float32" and d ~= "float64") or grad:dtype() ~= d or (dt and d ~= dt) then return nil end
+      if not (p:is_contiguous() and grad:is_contiguous()) then return nil end
+      dt = d
+      ps[#ps + 1], gs[#gs + 1] = p, grad
+    end
+  end
+  if #ps == 0 then return nil end
+  return ps, gs
 end
 
 function Optimizer:state_dict()
@@ -240,6 +283,36 @@ local function fusable(p, grad)
     and p:is_contiguous() and grad:is_contiguous() and p:device() == "cpu"
 end
 
+function SGD:_step_group(g)
+  local C = lists()
+  local ps, gs = cuda_group(g)
+  if not (C and ps) then return false end
+  -- buffers seeded this step take the gradient as is: a separate launch
+  local sets = {{ps = {}, gs = {}, bufs = {}, first = false}, {ps = {}, gs = {}, bufs = {}, first = true}}
+  for i, p in ipairs(ps) do
+    local st = self.state[p]
+    if not st then st = {}; self.state[p] = st end
+    local set = sets[1]
+    if g.momentum ~= 0 then
+      if st.momentum_buffer == nil then
+        st.momentum_buffer = av.empty_like(p)
+        set = sets[2]
+      else
+        st.momentum_buffer = like_param(st.momentum_buffer, p)
+      end
+      set.bufs[#set.bufs + 1] = st.momentum_buffer
+    end
+    set.ps[#set.ps + 1], set.gs[#set.gs + 1] = p, gs[i]
+  end
+  for _, set in ipairs(sets) do
+    if #set.ps > 0 then
+      C.sgd_step(set.ps, set.gs, g.momentum ~= 0 and set.bufs or nil, g.lr, g.momentum, g.dampening,
+        g.weight_decay, g.nesterov, g.maximize, set.first)
+    end
+  end
+  return true
+end
+
 function SGD:_update(p, grad, st, g)
   if fusable(p, grad) then
     local buf, first = st.momentum_buffer, false
@@ -316,6 +389,45 @@ end
 
 function Adam:_update(p, grad, st, g) adam_update(p, grad, st, g, false) end
 function AdamW:_update(p, grad, st, g) adam_update(p, grad, st, g, true) end
+
+-- one launch per distinct step count in the group (normally one)
+local function adam_group(self, g, decoupled)
+  local C = lists()
+  local ps, gs = cuda_group(g)
+  if not (C and ps) then return false end
+  local by_step, order = {}, {}
+  for i, p in ipairs(ps) do
+    local st = self.state[p]
+    if not st then st = {}; self.state[p] = st end
+    if st.step == nil then
+      st.step = 0
+      st.exp_avg = av.zeros_like(p)
+      st.exp_avg_sq = av.zeros_like(p)
+      if g.amsgrad then st.max_exp_avg_sq = av.zeros_like(p) end
+    end
+    st.step = st.step + 1
+    st.exp_avg, st.exp_avg_sq = like_param(st.exp_avg, p), like_param(st.exp_avg_sq, p)
+    if g.amsgrad then st.max_exp_avg_sq = st.max_exp_avg_sq and like_param(st.max_exp_avg_sq, p) or av.zeros_like(p) end
+    local b = by_step[st.step]
+    if not b then
+      b = {ps = {}, gs = {}, m = {}, v = {}, vm = {}}
+      by_step[st.step] = b
+      order[#order + 1] = st.step
+    end
+    local k = #b.ps + 1
+    b.ps[k], b.gs[k], b.m[k], b.v[k] = p, gs[i], st.exp_avg, st.exp_avg_sq
+    if g.amsgrad then b.vm[k] = st.max_exp_avg_sq end
+  end
+  for _, step in ipairs(order) do
+    local b = by_step[step]
+    C.adam_step(b.ps, b.gs, b.m, b.v, g.amsgrad and b.vm or nil, g.lr, g.betas[1], g.betas[2], g.eps,
+      g.weight_decay, g.amsgrad, g.maximize, decoupled, step)
+  end
+  return true
+end
+
+function Adam:_step_group(g) return adam_group(self, g, false) end
+function AdamW:_step_group(g) return adam_group(self, g, true) end
 
 ------------------------------------------------------------------------------
 -- RMSprop

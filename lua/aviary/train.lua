@@ -71,12 +71,13 @@ Trainer.__name = "aviary.train.Trainer"
 
 --- train.Trainer({model=, optimizer=, criterion=, train_loader=, val_loader=, max_epochs=,
 --   scheduler=, scheduler_step='epoch'|'iteration', scheduler_metric='val_loss', grad_clip=,
---   device=, topk=5, num_classes=}) -> trainer
+--   device=, topk=5, num_classes=, amp=false|'bf16'|'fp16'}) -> trainer
+-- amp: forward passes under aviary.amp.autocast; 'fp16' also scales the loss with a GradScaler
 function train.Trainer(opts)
   local who = "train.Trainer"
   local o = check_opts(who, opts, {model = false, optimizer = false, criterion = false, train_loader = false,
     val_loader = false, max_epochs = 1, scheduler = false, scheduler_step = "epoch", scheduler_metric = false,
-    grad_clip = false, device = false, topk = 5, num_classes = false}, 2)
+    grad_clip = false, device = false, topk = 5, num_classes = false, amp = false}, 2)
   for _, k in ipairs({"model", "optimizer", "train_loader"}) do
     if not o[k] then error(("%s: '%s' is required"):format(who, k), 2) end
   end
@@ -90,6 +91,17 @@ function train.Trainer(opts)
     error(who .. ": max_epochs must be a non-negative integer", 2)
   end
   if not o.criterion then o.criterion = function(x, y) return av.cross_entropy(x, y) end end
+  if o.device and o.device ~= "cpu" then
+    -- fail before the first batch: no GPU, or a model left behind on another device
+    local ok, err = pcall(function() return av.empty(0):to(o.device) end)
+    if not ok then error(("%s: device '%s': %s"):format(who, o.device, tostring(err):gsub("^.-Tensor:to: ", "")), 2) end
+    local p = o.model.parameters and o.model:parameters()[1]
+    local want = o.device == "cuda" and ("cuda:" .. av.cuda.current_device()) or o.device
+    if p and p:device() ~= want then
+      error(("%s: the model's parameters are on %s but device is '%s'; call model:to('%s') before creating "
+        .. "the optimizer"):format(who, p:device(), o.device, o.device), 2)
+    end
+  end
   local self = setmetatable({
     model = o.model, optimizer = o.optimizer, criterion = o.criterion, scheduler = o.scheduler or nil,
     train_loader = o.train_loader, val_loader = o.val_loader or nil, grad_clip = o.grad_clip or nil,
@@ -99,6 +111,16 @@ function train.Trainer(opts)
              metrics = {}, should_stop = false, last_loss = nil, lr = nil, skipped_steps = 0},
   }, Trainer)
   for _, e in ipairs(EVENTS) do self.handlers[e] = {} end
+  if o.amp then
+    local amp = require "aviary.amp"
+    self.amp = amp.dtype_name(o.amp)
+    if self.amp == "float16" then
+      self.scaler = amp.GradScaler()
+      -- the loss scale travels with checkpoints, so a resumed run does not start over at 65536
+      self:register_state("grad_scaler", function() return self.scaler:state_dict() end,
+        function(v) self.scaler:load_state_dict(v) end)
+    end
+  end
   self.state.lr = self:current_lr()
   if self.scheduler then
     self:attach(train.handlers.lr_scheduler(self.scheduler, {step = o.scheduler_step, metric = o.scheduler_metric or nil}))
@@ -162,7 +184,10 @@ function Trainer:metric(name)
 end
 
 local function to_device(self, x)
-  if self.device and self.device ~= "cpu" and av.is_tensor(x) then return x:to(self.device) end
+  if self.device and self.device ~= "cpu" and av.is_tensor(x) then
+    -- from pinned memory (DataLoader{pin_memory = true}) the copy overlaps the host's work
+    return x:to(self.device, {non_blocking = true})
+  end
   return x
 end
 
@@ -244,16 +269,23 @@ function Trainer:_train_epoch()
     s.lr = self:current_lr()
     self._phase = "forward"
     opt:zero_grad()
-    local logits = model(x)
+    local logits = self.amp and require("aviary.amp").autocast(self.amp, model, x) or model(x)
     local loss = self.criterion(logits, y)
     local lv = loss:item()
     s.last_loss = lv
     local n = x:size(1)
     if finite(lv) then
-      loss:backward()
+      local scaler = self.scaler
+      if scaler then scaler:scale(loss):backward() else loss:backward() end
       self._phase = "step"
+      if scaler and self.grad_clip then scaler:unscale_(opt) end -- clip the true gradients
       if self.grad_clip then s.grad_norm = require("aviary.optim").clip_grad_norm(model:parameters(), self.grad_clip) end
-      opt:step()
+      if scaler then
+        if not scaler:step(opt) then s.skipped_steps = s.skipped_steps + 1 end
+        scaler:update()
+      else
+        opt:step()
+      end
       for _, f in ipairs(self._step_hooks) do f(self, s) end
       acc.metric = acc.metric or new_metric(self, logits:size(2))
       acc.metric:update(logits:detach(), y)
@@ -289,7 +321,7 @@ function Trainer:evaluate(loader)
   av.no_grad(function()
     for batch in loader:iter() do
       local x, y = to_device(self, batch.input), to_device(self, batch.target)
-      local logits = model(x)
+      local logits = self.amp and require("aviary.amp").autocast(self.amp, model, x) or model(x)
       local lv = self.criterion(logits, y):item()
       local n = x:size(1)
       m = m or new_metric(self, logits:size(2))

@@ -2,6 +2,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include "aviary/cuda.h"
 #include "aviary/autograd.h"
 #include "aviary/ops.h"
 
@@ -487,13 +488,14 @@ static av_tensor *root_grad(av_tensor *root, const av_tensor *grad, const char *
                     av_shape_str(root, b1, sizeof b1));
             return NULL;
         }
-        return av_full(root->ndim, root->shape, root->dtype, 1);
+        return av_full_on(root->ndim, root->shape, root->dtype, 1, av_device_of(root));
     }
     if (grad->ndim != root->ndim || memcmp(grad->shape, root->shape, sizeof(int64_t) * root->ndim)) {
         av_fail("%s: gradient has size %s but the output has size %s", fn, av_shape_str(grad, b1, sizeof b1),
                 av_shape_str(root, b2, sizeof b2));
         return NULL;
     }
+    if (av_check_same_device("backward", root, "output", grad, "gradient")) return NULL;
     return av_to_dtype(grad, root->dtype);
 }
 

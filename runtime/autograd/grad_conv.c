@@ -4,6 +4,7 @@
 #include <string.h>
 #include "grad.h"
 #include "../ops/cpu/conv_impl.h"
+#include "aviary/nn_ops.h"
 
 #define NO_GRAD(expr)                        \
     do {                                     \
@@ -41,6 +42,7 @@ av_tensor *av_conv2d_ex(const av_tensor *x, const av_tensor *w, const av_tensor 
         av_release(y4);
         return y;
     }
+    if (av_autocast_applies(x, w)) return av_autocast_conv2d(x, w, b, a);
     av_tensor *out;
     NO_GRAD(out = av_conv2d_raw(x, w, b, a));
     const av_tensor *ins[3] = {x, w, b};

@@ -5,6 +5,7 @@
 #include <string.h>
 #include "grad.h"
 #include "aviary/nn_ops.h"
+#include "aviary/cuda.h"
 
 /* ---- helpers ------------------------------------------------------------- */
 av_tensor *ag_mul(const av_tensor *a, const av_tensor *b) { return av_binary(AV_OP_MUL, a, b); }
@@ -19,7 +20,7 @@ av_tensor *ag_mul_take(const av_tensor *g, av_tensor *f) {
     av_release(f);
     return r;
 }
-av_tensor *ag_zeros_like(const av_tensor *t) { return av_zeros(t->ndim, t->shape, t->dtype); }
+av_tensor *ag_zeros_like(const av_tensor *t) { return av_zeros_on(t->ndim, t->shape, t->dtype, av_device_of(t)); }
 
 av_tensor *av_ag_finish(av_tensor *out, int rc) {
     if (rc) { av_release(out); return NULL; }
@@ -392,7 +393,7 @@ static int clamp_backward(av_node *n, av_tensor *const *gout, av_tensor **gin) {
     if (!a) return -1;
     double lo = n->darg[0], hi = n->darg[1];
     /* gradient passes where lo <= a <= hi (PyTorch's convention at the bounds) */
-    av_tensor *keep = av_full(a->ndim, a->shape, AV_U8, 1);
+    av_tensor *keep = av_full_on(a->ndim, a->shape, AV_U8, 1, av_device_of(a));
     if (keep && !isnan(lo)) {
         av_tensor *m = av_binary_scalar(AV_OP_GE, a, lo, false), *k2 = m ? av_binary(AV_OP_LOGICAL_AND, keep, m) : NULL;
         av_release(m); av_release(keep); keep = k2;
@@ -465,6 +466,24 @@ int av_ag_clone(av_tensor *out, const av_tensor *a) {
     if (!av_should_record(1, &a)) return 0;
     av_node *n = av_node_new("CloneBackward", clone_backward, 1, &a, 1);
     if (!n) return av_fail("out of memory");
+    int rc = av_node_attach(n, out, 0);
+    av_node_release(n);
+    return rc;
+}
+
+/* the gradient goes back to the device the input came from */
+static int to_device_backward(av_node *n, av_tensor *const *gout, av_tensor **gin) {
+    av_device d = {(av_device_type)n->iarg[0], (int)n->iarg[1]};
+    gin[0] = av_to_device(gout[0], d);
+    return gin[0] ? 0 : -1;
+}
+
+int av_ag_to_device(av_tensor *out, const av_tensor *a) {
+    if (!av_should_record(1, &a) || !av_dtype_is_float(out->dtype)) return 0;
+    av_node *n = av_node_new("ToCopyBackward", to_device_backward, 1, &a, 1);
+    if (!n) return av_fail("out of memory");
+    n->iarg[0] = a->storage->device.type;
+    n->iarg[1] = a->storage->device.index;
     int rc = av_node_attach(n, out, 0);
     av_node_release(n);
     return rc;

@@ -1,6 +1,7 @@
 /* Joining and indexing with graph recording. */
 #include <stdlib.h>
 #include <string.h>
+#include "aviary/cuda.h"
 #include "grad.h"
 #include "../ops/cpu/iter.h"
 
@@ -49,7 +50,7 @@ static int gather_backward(av_node *n, av_tensor *const *gout, av_tensor **gin) 
     const av_tensor *idx = av_node_saved(n, 0);
     if (!idx) return -1;
     int dim = (int)n->iarg[0];
-    av_tensor *z = av_zeros(n->ndim, n->shape, gout[0]->dtype), *ix = NULL;
+    av_tensor *z = av_zeros_on(n->ndim, n->shape, gout[0]->dtype, av_device_of(gout[0])), *ix = NULL;
     if (!z) return -1;
     if (n->iarg[1] && n->ndim > 0) { /* a 1-d index spread over the gradient's shape */
         int64_t s[AV_MAX_DIMS];
@@ -93,7 +94,7 @@ static int scatter_backward(av_node *n, av_tensor *const *gout, av_tensor **gin)
     if (n->next[0].node) {
         if (n->iarg[1] == 1) gin[0] = av_retain((av_tensor *)gout[0]); /* add: self passes through */
         else {
-            av_tensor *zero = av_zeros(idx->ndim, idx->shape, gout[0]->dtype);
+            av_tensor *zero = av_zeros_on(idx->ndim, idx->shape, gout[0]->dtype, av_device_of(gout[0]));
             gin[0] = zero ? av_scatter_raw(gout[0], dim, idx, zero, NULL) : NULL;
             av_release(zero);
         }
@@ -103,7 +104,7 @@ static int scatter_backward(av_node *n, av_tensor *const *gout, av_tensor **gin)
         av_tensor *gg = av_gather(gout[0], dim, idx);
         /* src may be larger than index: its unused part gets zero */
         if (gg && (gg->ndim != n->ndim || memcmp(gg->shape, n->shape, sizeof(int64_t) * n->ndim))) {
-            av_tensor *z = av_zeros(n->ndim, n->shape, gg->dtype), *part = z;
+            av_tensor *z = av_zeros_on(n->ndim, n->shape, gg->dtype, av_device_of(gg)), *part = z;
             av_retain(part);
             for (int d = 0; d < n->ndim && part; d++) {
                 av_tensor *p2 = av_narrow(part, d, 0, gg->shape[d]);
@@ -168,7 +169,7 @@ static int masked_select_backward(av_node *n, av_tensor *const *gout, av_tensor 
     av_tensor *mflat = av_reshape(mask, 1, &total);
     av_tensor *nz = mflat ? av_nonzero(mflat) : NULL;           /* [k, 1] positions */
     av_tensor *pos = nz ? av_reshape(nz, 1, (int64_t[]){nz->shape[0]}) : NULL;
-    av_tensor *z = av_zeros(1, &total, gout[0]->dtype);
+    av_tensor *z = av_zeros_on(1, &total, gout[0]->dtype, av_device_of(gout[0]));
     int rc = (pos && z) ? av_scatter_(z, 0, pos, gout[0], NULL) : -1;
     av_tensor *full = rc ? NULL : av_reshape(z, mask->ndim, mask->shape);
     gin[0] = full ? av_sum_to(full, n->ndim, n->shape) : NULL;

@@ -7,6 +7,10 @@
 #include "grad.h"
 #include "aviary/nn_ops.h"
 #include "../ops/cpu/nn_kernels.h"
+#include "aviary/cuda.h"
+#ifdef AV_WITH_CUDA
+#include "../ops/cuda/cuda_lib.h"
+#endif
 
 /* grad mode off for the duration of a raw computation */
 #define NO_GRAD(expr)                        \
@@ -69,9 +73,91 @@ static int bn_backward(av_node *n, av_tensor *const *gout, av_tensor **gin) {
     return rc;
 }
 
+#ifdef AV_WITH_CUDA
+/* ---- batch norm on CUDA: cuDNN's saved statistics are device tensors, kept on the node ---------- */
+typedef struct {
+    int wnd, bnd;
+    int64_t wshape[AV_MAX_DIMS], bshape[AV_MAX_DIMS];
+    av_dtype wdt, bdt;
+} bn_cuda_extra;
+
+/* a C-vector gradient in a parameter's shape and dtype */
+static av_tensor *param_grad(av_tensor *v, int nd, const int64_t *shape, av_dtype dt) {
+    av_tensor *c = v ? av_to_dtype(v, dt) : NULL;
+    av_tensor *r = c ? av_view(c, nd, shape) : NULL;
+    av_release(c);
+    return r;
+}
+
+/* saved: 0 input, 1 mean, 2 invstd, 3 weight (when given) */
+static int bn_cuda_backward(av_node *n, av_tensor *const *gout, av_tensor **gin) {
+    const av_tensor *x = av_node_saved(n, 0), *mean = av_node_saved(n, 1), *invstd = av_node_saved(n, 2);
+    const av_tensor *w = n->iarg[1] ? av_node_saved(n, 3) : NULL;
+    if (!x || !mean || !invstd || (n->iarg[1] && !w)) return -1;
+    bn_cuda_extra *e = n->extra;
+    bool want_x = n->next[0].node, want_w = n->next[1].node, want_b = n->next[2].node;
+    av_tensor *gw = NULL, *gb = NULL;
+    int rc = av_cuda_batch_norm_backward(x, gout[0], w, mean, invstd, n->iarg[0] != 0, n->darg[0],
+                                         want_x ? &gin[0] : NULL, want_w ? &gw : NULL, want_b ? &gb : NULL);
+    if (!rc && want_w && !(gin[1] = param_grad(gw, e->wnd, e->wshape, e->wdt))) rc = -1;
+    if (!rc && want_b && !(gin[2] = param_grad(gb, e->bnd, e->bshape, e->bdt))) rc = -1;
+    av_release(gw);
+    av_release(gb);
+    return rc;
+}
+
+static av_tensor *batch_norm_cuda(const av_tensor *input, av_tensor *rm, av_tensor *rv, const av_tensor *weight,
+                                  const av_tensor *bias, bool training, double momentum, double eps) {
+    av_tensor *out, *mean = NULL, *invstd = NULL;
+    NO_GRAD(out = av_cuda_batch_norm(input, rm, rv, weight, bias, training, momentum, eps, &mean, &invstd));
+    const av_tensor *ins[3] = {input, weight, bias};
+    if (!out || !av_should_record(3, ins)) {
+        av_release(mean);
+        av_release(invstd);
+        return out;
+    }
+    bn_cuda_extra *e = calloc(1, sizeof *e);
+    av_node *n = e ? av_node_new(training ? "CudnnBatchNormBackward" : "BatchNormEvalBackward", bn_cuda_backward, 3,
+                                 ins, 1)
+                   : NULL;
+    if (!n) {
+        free(e);
+        av_release(mean);
+        av_release(invstd);
+        av_release(out);
+        av_fail("out of memory");
+        return NULL;
+    }
+    if (weight) {
+        e->wnd = weight->ndim; e->wdt = weight->dtype;
+        memcpy(e->wshape, weight->shape, sizeof(int64_t) * (size_t)weight->ndim);
+    }
+    if (bias) {
+        e->bnd = bias->ndim; e->bdt = bias->dtype;
+        memcpy(e->bshape, bias->shape, sizeof(int64_t) * (size_t)bias->ndim);
+    }
+    n->extra = e;
+    n->iarg[0] = training;
+    n->iarg[1] = weight != NULL;
+    n->darg[0] = eps;
+    keep_shape(n, input);
+    av_node_save_detached(n, input);
+    av_node_save(n, mean);
+    av_node_save(n, invstd);
+    if (weight) av_node_save_detached(n, weight);
+    av_release(mean);
+    av_release(invstd);
+    return av_ag_finish(out, av_node_finish(n, out));
+}
+#endif
+
 av_tensor *av_batch_norm(const av_tensor *input, av_tensor *running_mean, av_tensor *running_var,
                          const av_tensor *weight, const av_tensor *bias, bool training, double momentum,
                          double eps) {
+#ifdef AV_WITH_CUDA
+    if (input && av_is_cuda(input))
+        return batch_norm_cuda(input, running_mean, running_var, weight, bias, training, momentum, eps);
+#endif
     int64_t C = av_bn_channels(input, "batch_norm");
     if (C < 0) return NULL;
     bn_extra *e = calloc(1, sizeof(bn_extra) + sizeof(double) * (size_t)(3 * C + 1));

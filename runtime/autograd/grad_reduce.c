@@ -3,6 +3,7 @@
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
+#include "aviary/cuda.h"
 #include "grad.h"
 
 
@@ -114,7 +115,7 @@ static int index_backward(av_node *n, av_tensor *const *gout, av_tensor **gin) {
     const av_tensor *idx = av_node_saved(n, 0);
     if (!idx) return -1;
     int dim = (int)n->iarg[3];
-    av_tensor *z = av_zeros(n->ndim, n->shape, gout[0]->dtype);
+    av_tensor *z = av_zeros_on(n->ndim, n->shape, gout[0]->dtype, av_device_of(gout[0]));
     av_tensor *ik = NULL, *gk = NULL;
     if (!z) return -1;
     if (n->iarg[2]) { ik = av_retain((av_tensor *)idx); gk = av_retain((av_tensor *)gout[0]); }

@@ -1,6 +1,7 @@
 /* Derivatives of view ops and of matrix products. */
 #include <stdlib.h>
 #include <string.h>
+#include "aviary/cuda.h"
 #include "grad.h"
 
 static int record1(const char *name, av_backward_fn fn, av_tensor *out, const av_tensor *in, av_node **made) {
@@ -48,7 +49,7 @@ int av_ag_permute(av_tensor *out, const av_tensor *in, const int *dims) {
 
 /* narrow and select: the gradient lands in a zero tensor of the input's size */
 static int slice_backward(av_node *n, av_tensor *const *gout, av_tensor **gin) {
-    av_tensor *z = av_zeros(n->ndim, n->shape, gout[0]->dtype);
+    av_tensor *z = av_zeros_on(n->ndim, n->shape, gout[0]->dtype, av_device_of(gout[0]));
     if (!z) return -1;
     av_tensor *part = n->iarg[2] < 0 ? av_narrow(z, (int)n->iarg[0], n->iarg[1], -n->iarg[2] - 1)
                                      : av_select(z, (int)n->iarg[0], n->iarg[1]);

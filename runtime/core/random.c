@@ -7,6 +7,10 @@
 #include "aviary/philox.h"
 #include "aviary/backend.h"
 #include "../ops/cpu/iter.h"
+#include "aviary/cuda.h"
+#ifdef AV_WITH_CUDA
+#include "../ops/cuda/cuda_ops.h"
+#endif
 
 static uint64_t g_seed = 67280421310721ULL;
 static uint64_t g_offset = 0; /* counters consumed so far */
@@ -121,8 +125,48 @@ static inline void draw_pair(const dist *d, uint64_t counter, double out[2]) {
         }                                                                        \
     } while (0)
 
+static int fill_dist(av_tensor *t, const dist *d);
+
+/* a device tensor draws the same stream: floats on the GPU into a contiguous
+ * buffer, integers on the host (randint is for labels and indices, small) */
+static int fill_dist_cuda(av_tensor *t, const dist *d) {
+    av_tensor *c = av_is_contiguous(t) ? av_retain(t) : av_empty_like_on(t);
+    if (!c) return -1;
+    int rc;
+    if (d->kind == DIST_INT) {
+        av_tensor *h = av_empty(t->ndim, t->shape, t->dtype);
+        rc = h ? fill_dist(h, d) : -1;
+        if (!rc) rc = av_copy_(c, h);
+        av_release(h);
+    } else {
+        if (t->dtype != AV_F32 && t->dtype != AV_F64 && t->dtype != AV_F16 && t->dtype != AV_BF16) {
+            av_release(c);
+            return av_fail("%s: expected a floating point tensor, got %s", d->kind == DIST_NORMAL ? "normal_" : "uniform_",
+                           av_dtype_name(t->dtype));
+        }
+        uint64_t base = g_offset;
+        g_offset += (uint64_t)av_numel(t);
+#ifdef AV_WITH_CUDA
+        rc = av_cuda_random_fill(c, d->kind == DIST_NORMAL ? 1 : 0, d->a, d->b, g_seed, base);
+#else
+        (void)base;
+        rc = av_fail("random: no CUDA in this build");
+#endif
+    }
+    if (!rc && c != t) rc = av_copy_(t, c);
+    av_release(c);
+    return rc;
+}
+
 /* fills t (any layout) element by element in row-major order */
 static int fill_dist(av_tensor *t, const dist *d) {
+    if (av_is_cuda(t)) {
+        for (int k = 0; k < t->ndim; k++)
+            if (t->stride[k] == 0 && t->shape[k] > 1)
+                return av_fail("%s: the tensor is expanded (several elements share memory); fill a contiguous copy",
+                               d->kind == DIST_NORMAL ? "normal_" : "uniform_");
+        return fill_dist_cuda(t, d);
+    }
     const char *fn = d->kind == DIST_NORMAL ? "normal_" : "uniform_";
     if (d->kind != DIST_INT && t->dtype != AV_F32 && t->dtype != AV_F64 && t->dtype != AV_F16 && t->dtype != AV_BF16)
         return av_fail("%s: expected a floating point tensor, got %s", fn, av_dtype_name(t->dtype));

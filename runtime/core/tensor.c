@@ -9,6 +9,9 @@
 #include "aviary/tensor.h"
 #include "aviary/backend.h"
 #include "aviary/ops.h"
+#ifdef AV_WITH_CUDA
+#include "../ops/cuda/cuda_ops.h"
+#endif
 
 /* ---- CPU backend --------------------------------------------------------- */
 static atomic_size_t live_bytes;
@@ -107,7 +110,12 @@ static void cpu_sync(void) {}
 
 const av_backend av_cpu_backend = {"cpu", AV_CPU, cpu_alloc, cpu_free, cpu_copy, cpu_sync};
 
-const av_backend *av_backend_get(av_device_type type) { return type == AV_CPU ? &av_cpu_backend : NULL; }
+const av_backend *av_backend_get(av_device_type type) {
+#ifdef AV_WITH_CUDA
+    if (type == AV_CUDA) return &av_cuda_backend;
+#endif
+    return type == AV_CPU ? &av_cpu_backend : NULL;
+}
 
 size_t av_live_bytes(void) { return atomic_load(&live_bytes); }
 
@@ -116,10 +124,14 @@ av_storage *av_storage_new(size_t nbytes, av_device device) {
     if (!be) { av_fail("device type %d is not available in this build", device.type); return NULL; }
     av_storage *s = malloc(sizeof *s);
     if (!s) { av_fail("out of memory"); return NULL; }
+#ifdef AV_WITH_CUDA
+    if (device.type == AV_CUDA && av_cuda_device_guard(device.index)) { free(s); return NULL; }
+#endif
     s->data = be->alloc(nbytes);
     if (!s->data) {
         free(s);
-        av_fail("out of memory allocating %zu bytes on %s", nbytes, be->name);
+        /* the CUDA allocator explains itself (no device, out of GPU memory) */
+        if (device.type == AV_CPU) av_fail("out of memory allocating %zu bytes on %s", nbytes, be->name);
         return NULL;
     }
     s->nbytes = nbytes;
@@ -316,8 +328,25 @@ static void *elem_ptr(const av_tensor *t, const int64_t *idx) {
     return (char *)t->storage->data + off * (int64_t)av_dtype_size(t->dtype);
 }
 
-double av_get(const av_tensor *t, const int64_t *idx) { return av_load_elem(t->dtype, elem_ptr(t, idx)); }
-void av_set(av_tensor *t, const int64_t *idx, double v) { av_store_elem(t->dtype, elem_ptr(t, idx), v); }
+/* a device element travels through the backend's copy: one round trip each,
+ * fine for printing and item(), never for loops over a tensor */
+double av_get(const av_tensor *t, const int64_t *idx) {
+    if (t->storage->device.type != AV_CPU) {
+        uint64_t buf = 0;
+        if (t->storage->backend->copy(&buf, elem_ptr(t, idx), av_dtype_size(t->dtype), 1)) return NAN;
+        return av_load_elem(t->dtype, &buf);
+    }
+    return av_load_elem(t->dtype, elem_ptr(t, idx));
+}
+void av_set(av_tensor *t, const int64_t *idx, double v) {
+    if (t->storage->device.type != AV_CPU) {
+        uint64_t buf = 0;
+        av_store_elem(t->dtype, &buf, v);
+        t->storage->backend->copy(elem_ptr(t, idx), &buf, av_dtype_size(t->dtype), 0);
+        return;
+    }
+    av_store_elem(t->dtype, elem_ptr(t, idx), v);
+}
 
 int av_item(const av_tensor *t, double *out) {
     if (av_numel(t) != 1) {
@@ -325,6 +354,12 @@ int av_item(const av_tensor *t, double *out) {
         return av_fail("a tensor with one element is required, got size %s", av_shape_str(t, b, sizeof b));
     }
     int64_t idx[AV_MAX_DIMS] = {0};
+    if (t->storage->device.type != AV_CPU) {
+        uint64_t buf = 0;
+        if (t->storage->backend->copy(&buf, elem_ptr(t, idx), av_dtype_size(t->dtype), 1)) return -1;
+        *out = av_load_elem(t->dtype, &buf);
+        return 0;
+    }
     *out = av_get(t, idx);
     return 0;
 }

@@ -11,6 +11,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include "aviary/data.h"
+#include "aviary/cuda.h"
 
 enum { SLOT_FREE = 0, SLOT_READY = 2 };
 
@@ -40,7 +41,12 @@ struct av_loader {
     pthread_cond_t cv_work, cv_ready;
     int64_t next_claim, cur;
     int busy, stop, started;
+    bool pin; /* batches in page-locked memory, for asynchronous copies to the GPU */
 };
+
+void av_loader_set_pin_memory(av_loader *l, bool on) {
+    if (l) l->pin = on;
+}
 
 static char *dupstr(const char *s) {
     size_t n = strlen(s) + 1;
@@ -232,8 +238,8 @@ int av_loader_next(av_loader *l, av_batch *b) {
         rc = av_fail("%s", s->err);
     } else {
         int64_t shape[4] = {s->n, 3, l->H, l->W};
-        b->input = av_empty(4, shape, AV_F32);
-        b->target = av_empty(1, shape, AV_I64);
+        b->input = l->pin ? av_empty_pinned(4, shape, AV_F32) : av_empty(4, shape, AV_F32);
+        b->target = l->pin ? av_empty_pinned(1, shape, AV_I64) : av_empty(1, shape, AV_I64);
         b->index = malloc(sizeof(int64_t) * (size_t)(s->n ? s->n : 1));
         b->skipped_index = malloc(sizeof(int64_t) * (size_t)(s->nskipped ? s->nskipped : 1));
         if (!b->input || !b->target || !b->index || !b->skipped_index) {

@@ -16,6 +16,7 @@
 #include <unistd.h>
 #include <cjson/cJSON.h>
 #include "aviary/io.h"
+#include "aviary/cuda.h"
 
 /* The data section is copied byte for byte between the file and tensor
  * storage; both are little-endian only on a little-endian host. */
@@ -235,8 +236,10 @@ int av_safetensors_save(const char *path, int count, const char *const *names, a
             if (!json_add(meta, meta_keys[i], cJSON_CreateString(meta_values[i]))) goto oom;
     }
     for (int i = 0; i < count; i++) {
-        /* safetensors has no strides: views are written in row-major order */
-        dense[i] = av_contiguous(tensors[i]);
+        /* safetensors has no strides: views are written in row-major order; GPU
+         * tensors are brought to the host first */
+        dense[i] = tensors[i]->storage->device.type == AV_CPU ? av_contiguous(tensors[i])
+                                                              : av_to_device(tensors[i], (av_device){AV_CPU, 0});
         if (!dense[i]) {
             av_fail("cannot save '%s': tensor '%s': %s", path, names[i], av_last_error());
             goto out;

@@ -81,6 +81,23 @@ av_tensor *av_adaptive_max_pool2d(const av_tensor *x, int64_t out_h, int64_t out
  * reference), p == 1 gives x * 0 */
 av_tensor *av_dropout(const av_tensor *x, double p, bool training);
 
+/* ---- mixed precision: autocast (runtime/autograd/autocast.c) ------------------ */
+/* While a dtype is set (AV_F16 or AV_BF16; -1 = off), conv2d and linear on
+ * CUDA float32 inputs cast input, weight and bias to it (recorded casts, so
+ * gradients reach the float32 master weights in float32) and run on tensor
+ * cores; the output is cast back to float32 unless keep_low is set, in which
+ * case it stays in the low dtype as in PyTorch (later ops then need CUDA
+ * kernels for that dtype). cross_entropy/nll_loss on half CUDA inputs
+ * compute in float32. CPU tensors are never cast. */
+int av_autocast_set(int dtype, bool keep_low); /* -1 with av_fail for other dtypes */
+int av_autocast_get(bool *keep_low);           /* the dtype, or -1 when off */
+/* whether a conv2d/linear with these operands is cast (autocast on, CUDA, float32) */
+bool av_autocast_applies(const struct av_tensor *x, const struct av_tensor *w);
+struct av_conv2d_args;
+struct av_tensor *av_autocast_conv2d(const struct av_tensor *x, const struct av_tensor *w, const struct av_tensor *b,
+                                     const struct av_conv2d_args *a);
+struct av_tensor *av_autocast_linear(const struct av_tensor *x, const struct av_tensor *w, const struct av_tensor *b);
+
 #ifdef __cplusplus
 }
 #endif

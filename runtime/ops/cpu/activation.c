@@ -8,6 +8,10 @@
 #include "aviary/ops.h"
 #include "nn_kernels.h"
 #include "iter.h"
+#include "aviary/cuda.h"
+#ifdef AV_WITH_CUDA
+#include "../cuda/cuda_ops.h"
+#endif
 
 typedef struct { double a, b; } act_ctx;
 
@@ -95,6 +99,7 @@ const char *av_act_name(av_act act) { return (unsigned)act < AV_NACTS ? acts[act
 
 static int check_float(const av_tensor *x, const char *fn) {
     if (!x) return av_fail("%s: expected a tensor", fn);
+    if (av_is_cuda(x) && av_dtype_is_float(x->dtype)) return 0; /* the GPU computes half types too */
     if (x->dtype != AV_F32 && x->dtype != AV_F64)
         return av_fail("%s: expected a float32 or float64 tensor, got %s%s", fn, av_dtype_name(x->dtype),
                        (x->dtype == AV_F16 || x->dtype == AV_BF16) ? " (convert with :float() first)" : "");
@@ -106,9 +111,15 @@ av_tensor *av_activation_raw(av_act act, const av_tensor *x, double a, double b)
     const char *fn = acts[act].name;
     if (check_float(x, fn)) return NULL;
     if (act == AV_ACT_SOFTPLUS && a == 0) { av_fail("softplus: beta must not be 0"); return NULL; }
-    av_tensor *out = av_empty(x->ndim, x->shape, x->dtype);
+    av_tensor *out = av_empty_like_on(x);
     if (!out) return NULL;
     if (av_numel(out) == 0) return out;
+#ifdef AV_WITH_CUDA
+    if (av_is_cuda(x)) {
+        if (av_cuda_activation(act, out, x, a, b)) { av_release(out); return NULL; }
+        return out;
+    }
+#endif
     act_ctx ctx = {a, b};
     av_iter it;
     const av_tensor *ops[2] = {out, x};
@@ -118,9 +129,17 @@ av_tensor *av_activation_raw(av_act act, const av_tensor *x, double a, double b)
 }
 
 av_tensor *av_activation_backward_raw(av_act act, const av_tensor *g, const av_tensor *x, double a, double b) {
+    if (av_check_same_device(av_act_name(act), g, "grad", x, "input")) return NULL;
     av_tensor *gc = g->dtype == x->dtype ? av_retain((av_tensor *)g) : av_to_dtype(g, x->dtype);
-    av_tensor *out = gc ? av_empty(x->ndim, x->shape, x->dtype) : NULL;
+    av_tensor *out = gc ? av_empty_like_on(x) : NULL;
     if (!out) { av_release(gc); return NULL; }
+#ifdef AV_WITH_CUDA
+    if (av_is_cuda(x)) {
+        if (av_numel(out) > 0 && av_cuda_activation_backward(act, out, gc, x, a, b)) { av_release(out); out = NULL; }
+        av_release(gc);
+        return out;
+    }
+#endif
     if (av_numel(out) > 0) {
         act_ctx ctx = {a, b};
         av_iter it;
@@ -155,8 +174,16 @@ av_tensor *av_relu_backward(const av_tensor *g, const av_tensor *out) {
                 av_shape_str(out, b2, sizeof b2));
         return NULL;
     }
+    if (av_check_same_device("relu_backward", g, "grad", out, "output")) return NULL;
     av_tensor *gc = g->dtype == out->dtype ? av_retain((av_tensor *)g) : av_to_dtype(g, out->dtype);
-    av_tensor *r = gc ? av_empty(out->ndim, out->shape, out->dtype) : NULL;
+    av_tensor *r = gc ? av_empty_like_on(out) : NULL;
+#ifdef AV_WITH_CUDA
+    if (r && av_is_cuda(out)) {
+        if (av_numel(r) > 0 && av_cuda_relu_backward(r, gc, out)) { av_release(r); r = NULL; }
+        av_release(gc);
+        return r;
+    }
+#endif
     if (r && av_numel(r) > 0) {
         av_iter it;
         const av_tensor *ops[3] = {r, gc, out};
@@ -188,7 +215,15 @@ av_tensor *av_dropout_raw(const av_tensor *x, double p, av_tensor **mask) {
         return NULL;
     }
     av_tensor *m;
-    if (p == 1) {
+    if (av_is_cuda(x)) {
+        /* the same uniforms as on the CPU, drawn on the device */
+        m = av_empty_like_on(x);
+        if (m && p == 1 && av_fill_(m, 0)) { av_release(m); m = NULL; }
+        if (m && p < 1 && av_uniform_(m, 0, 1)) { av_release(m); m = NULL; }
+#ifdef AV_WITH_CUDA
+        if (m && p < 1 && av_numel(m) > 0 && av_cuda_dropout_mask(m, 1 - p, 1 / (1 - p))) { av_release(m); m = NULL; }
+#endif
+    } else if (p == 1) {
         m = av_zeros(x->ndim, x->shape, x->dtype);
     } else {
         m = av_rand(x->ndim, x->shape, x->dtype);

@@ -5,6 +5,10 @@
 #include "aviary/ops.h"
 #include "iter.h"
 #include "../../autograd/grad.h"
+#include "aviary/cuda.h"
+#ifdef AV_WITH_CUDA
+#include "../cuda/cuda_ops.h"
+#endif
 
 /* one strip kernel per (op, dtype); the three unit/zero-stride cases are
  * spelled out so the compiler vectorises the common layouts */
@@ -139,14 +143,61 @@ static int check_math_dtype(const char *fn, av_dtype dt) {
 /* casts (or retains) t to dt */
 static av_tensor *as_dtype(const av_tensor *t, av_dtype dt) { return av_to_dtype(t, dt); }
 
+/* ---- the CUDA path: same checks and dtypes, the loop on the GPU ------------- */
+/* the device of an op whose operands include a CUDA tensor: all on one
+ * device, except 0-d CPU tensors (scalars), as PyTorch allows */
+static int device_of_operands(const char *fn, int n, const av_tensor *const *ts, const char *const *names,
+                              av_device *dev) {
+    const av_tensor *first = NULL;
+    int which = 0;
+    for (int i = 0; i < n; i++)
+        if (av_is_cuda(ts[i])) { first = ts[i]; which = i; break; }
+    if (!first) { *dev = (av_device){AV_CPU, 0}; return 0; }
+    for (int i = 0; i < n; i++) {
+        if (i == which || av_is_cpu_scalar(ts[i])) continue;
+        /* named in argument order, as the user wrote them */
+        int rc = i < which ? av_check_same_device(fn, ts[i], names[i], first, names[which])
+                           : av_check_same_device(fn, first, names[which], ts[i], names[i]);
+        if (rc) return -1;
+    }
+    *dev = av_device_of(first);
+    return 0;
+}
+
+static av_tensor *binary_cuda(av_binop op, const av_tensor *a, const av_tensor *b, av_dtype dt, int nd,
+                              const int64_t *shape) {
+    const char *fn = av_binop_name(op);
+    const av_tensor *ts[2] = {a, b};
+    static const char *const names[2] = {"input", "other"};
+    av_device dev;
+    if (device_of_operands(fn, 2, ts, names, &dev)) return NULL;
+#ifdef AV_WITH_CUDA
+    av_tensor *ca = as_dtype(a, dt), *cb = ca ? as_dtype(b, dt) : NULL;
+    av_tensor *out = cb ? av_empty_on(nd, shape, produces_bool(op) ? AV_U8 : dt, dev) : NULL;
+    if (out && av_cuda_binary(op, out, ca, cb)) {
+        av_release(out);
+        out = NULL;
+    }
+    av_release(ca);
+    av_release(cb);
+    return out;
+#else
+    (void)dt; (void)nd; (void)shape;
+    av_fail("%s: no CUDA in this build", fn);
+    return NULL;
+#endif
+}
+
 static av_tensor *binary_impl(av_binop op, const av_tensor *a, const av_tensor *b, av_dtype dt) {
     const char *fn = av_binop_name(op);
     if ((unsigned)op >= AV_NBINOPS) { av_fail("unknown binary op %d", op); return NULL; }
     dt = compute_dtype(op, dt);
-    if (check_math_dtype(fn, dt)) return NULL;
+    bool cuda = av_is_cuda(a) || av_is_cuda(b);
+    if (!cuda && check_math_dtype(fn, dt)) return NULL;
     int nd;
     int64_t shape[AV_MAX_DIMS];
     if (av_broadcast_shape(fn, a->ndim, a->shape, b->ndim, b->shape, &nd, shape)) return NULL;
+    if (cuda) return binary_cuda(op, a, b, dt, nd, shape);
     av_tensor *ca = as_dtype(a, dt), *cb = ca ? as_dtype(b, dt) : NULL;
     av_tensor *out = cb ? av_empty(nd, shape, produces_bool(op) ? AV_U8 : dt) : NULL;
     if (out) {
@@ -187,7 +238,8 @@ static int binary_inplace(av_binop op, av_tensor *a, const av_tensor *b, av_dtyp
     if (dt != a->dtype)
         return av_fail("%s_: result type %s can't be cast to the in-place tensor's type %s", fn, av_dtype_name(dt),
                        av_dtype_name(a->dtype));
-    if (check_math_dtype(fn, dt)) return -1;
+    bool cuda = av_is_cuda(a) || av_is_cuda(b);
+    if (!cuda && check_math_dtype(fn, dt)) return -1;
     int nd;
     int64_t shape[AV_MAX_DIMS];
     if (av_broadcast_shape(fn, a->ndim, a->shape, b->ndim, b->shape, &nd, shape)) return -1;
@@ -200,6 +252,21 @@ static int binary_inplace(av_binop op, av_tensor *a, const av_tensor *b, av_dtyp
     char name[32];
     snprintf(name, sizeof name, "%s_", fn);
     if (av_check_inplace(a, name)) return -1;
+    if (cuda) {
+        const av_tensor *ts[2] = {a, b};
+        static const char *const names[2] = {"self", "other"};
+        av_device dev;
+        if (device_of_operands(name, 2, ts, names, &dev)) return -1;
+        if (!av_is_cuda(a)) return av_fail("%s: the in-place tensor is on the CPU and the operand on %s; move one of them",
+                                           name, "CUDA");
+#ifdef AV_WITH_CUDA
+        av_tensor *cb = as_dtype(b, dt);
+        int rc = cb ? av_cuda_binary(op, a, a, cb) : -1;
+        av_release(cb);
+        if (!rc) av_bump_version(a);
+        return rc;
+#endif
+    }
     av_tensor *cb = as_dtype(b, dt);
     if (!cb) return -1;
     av_iter it;
@@ -246,6 +313,25 @@ av_tensor *av_where(const av_tensor *cond, const av_tensor *a, const av_tensor *
     if (av_broadcast_shape("where", cond->ndim, cond->shape, n1, s1, &n2, s2)) return NULL;
     av_dtype dt = av_promote(a->dtype, b->dtype);
     av_tensor *c = NULL, *ca = NULL, *cb = NULL, *out = NULL;
+    if (av_is_cuda(cond) || av_is_cuda(a) || av_is_cuda(b)) {
+        const av_tensor *ts[3] = {cond, a, b};
+        static const char *const names[3] = {"condition", "input", "other"};
+        av_device dev;
+        if (device_of_operands("where", 3, ts, names, &dev)) return NULL;
+#ifdef AV_WITH_CUDA
+        if (cond->dtype == AV_U8) c = av_retain((av_tensor *)cond);
+        else c = av_binary_scalar(AV_OP_NE, cond, 0, false);
+        if (c && (ca = as_dtype(a, dt)) && (cb = as_dtype(b, dt)) && (out = av_empty_on(n2, s2, dt, dev)) &&
+            av_cuda_where(out, c, ca, cb)) {
+            av_release(out);
+            out = NULL;
+        }
+        av_release(c);
+        av_release(ca);
+        av_release(cb);
+        return out ? av_ag_finish(out, av_ag_where(out, cond, a, b)) : NULL;
+#endif
+    }
     if (cond->dtype == AV_U8) c = av_retain((av_tensor *)cond);
     else {
         av_stack_scalar zero;

@@ -9,6 +9,15 @@
 #include "conv_impl.h"
 #include "aviary/ops.h"
 #include "../../autograd/grad.h"
+#ifdef AV_WITH_CUDA
+#include "aviary/cuda.h"
+#include "../cuda/cuda_lib.h"
+
+/* any CUDA operand sends the call to cuDNN (runtime/ops/cuda/conv.cu) */
+static bool conv_on_cuda(const av_tensor *a, const av_tensor *b, const av_tensor *c) {
+    return av_is_cuda(a) || av_is_cuda(b) || av_is_cuda(c);
+}
+#endif
 
 static const char *pair_str(const int64_t v[2], char *buf, size_t n) {
     snprintf(buf, n, "(%lld, %lld)", (long long)v[0], (long long)v[1]);
@@ -282,6 +291,9 @@ static int run_backward_weight(const conv_geom *g, const void *gy, const void *x
 av_tensor *av_conv2d_raw(const av_tensor *x, const av_tensor *w, const av_tensor *b, const av_conv2d_args *a) {
     const char *fn = "conv2d";
     char s[64];
+#ifdef AV_WITH_CUDA
+    if (conv_on_cuda(x, w, b)) return av_cuda_conv2d(x, w, b, a);
+#endif
     if (check_float(fn, "input", x, x->dtype == AV_F64 ? AV_F64 : AV_F32)) return NULL;
     if (x->ndim != 4) {
         av_fail("%s: expected a 3-d (unbatched) or 4-d (batched) input, got size %s", fn, av_shape_str(x, s, sizeof s));
@@ -370,6 +382,9 @@ int av_conv2d_backward(const av_tensor *gy, const av_tensor *x, const av_tensor 
                        av_tensor **gx, av_tensor **gw, av_tensor **gb) {
     const char *fn = "conv2d_backward";
     char s[64];
+#ifdef AV_WITH_CUDA
+    if (conv_on_cuda(gy, x, w)) return av_cuda_conv2d_backward(gy, x, w, a, gx, gw, gb);
+#endif
     if (check_float(fn, "input", x, x->dtype == AV_F64 ? AV_F64 : AV_F32)) return -1;
     if (x->ndim != 4) return av_fail("%s: expected a 4-d input, got size %s", fn, av_shape_str(x, s, sizeof s));
     if (check_weight_dims(fn, w) || check_float(fn, "weight", w, x->dtype)) return -1;
@@ -382,6 +397,9 @@ av_tensor *av_conv2d_input_grad(int ndim, const int64_t *input_shape, const av_t
                                 const av_conv2d_args *a) {
     const char *fn = "conv2d_input";
     if (ndim != 4) { av_fail("%s: expected a 4-d input size, got %d sizes", fn, ndim); return NULL; }
+#ifdef AV_WITH_CUDA
+    if (conv_on_cuda(w, gy, NULL)) return av_cuda_conv2d_input_grad(input_shape, w, gy, a);
+#endif
     if (check_weight_dims(fn, w) || check_float(fn, "weight", w, w->dtype == AV_F64 ? AV_F64 : AV_F32)) return NULL;
     conv_geom g;
     av_tensor *gx = NULL;
@@ -393,6 +411,9 @@ av_tensor *av_conv2d_weight_grad(const av_tensor *x, int ndim, const int64_t *we
                                  const av_conv2d_args *a) {
     const char *fn = "conv2d_weight";
     char s[64];
+#ifdef AV_WITH_CUDA
+    if (ndim == 4 && conv_on_cuda(x, gy, NULL)) return av_cuda_conv2d_weight_grad(x, weight_shape, gy, a);
+#endif
     if (check_float(fn, "input", x, x->dtype == AV_F64 ? AV_F64 : AV_F32)) return NULL;
     if (x->ndim != 4) { av_fail("%s: expected a 4-d input, got size %s", fn, av_shape_str(x, s, sizeof s)); return NULL; }
     if (ndim != 4) { av_fail("%s: expected a 4-d weight size, got %d sizes", fn, ndim); return NULL; }

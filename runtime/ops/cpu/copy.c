@@ -4,6 +4,10 @@
 #include "aviary/backend.h"
 #include "iter.h"
 #include "../../autograd/grad.h"
+#include "aviary/cuda.h"
+#ifdef AV_WITH_CUDA
+#include "../cuda/cuda_ops.h"
+#endif
 
 #define DEF_COPY(name, S, D)                                                      \
     static void name(char **p, const int64_t *s, int64_t n, void *ctx) {          \
@@ -49,6 +53,13 @@ int av_copy_(av_tensor *dst, const av_tensor *src) {
         return av_fail("copy_: the destination is expanded (several elements share memory); clone it first");
     if (av_check_inplace(dst, "copy_")) return -1;
     av_bump_version(dst);
+    if (av_is_cuda(dst) || av_is_cuda(src)) {
+        if (av_device_of(dst).type != av_device_of(src).type || av_device_of(dst).index != av_device_of(src).index)
+            return av_copy_between(dst, src);
+#ifdef AV_WITH_CUDA
+        return av_cuda_copy(dst, src);
+#endif
+    }
     av_iter it;
     const av_tensor *ops[2] = {dst, src};
     av_iter_init(&it, dst->ndim, dst->shape, 2, ops);
@@ -64,6 +75,15 @@ int av_copy_(av_tensor *dst, const av_tensor *src) {
 int av_fill_(av_tensor *t, double value) {
     av_stack_scalar s;
     av_tensor *v = av_stack_scalar_init(&s, value, t->dtype);
+#ifdef AV_WITH_CUDA
+    if (av_is_cuda(t)) {
+        if (av_has_internal_overlap(t))
+            return av_fail("fill_: the tensor is expanded (several elements share memory); clone it first");
+        if (av_check_inplace(t, "fill_")) return -1;
+        av_bump_version(t);
+        return av_cuda_fill(t, value);
+    }
+#endif
     if (av_is_contiguous(t) && value == 0) {
         if (av_check_inplace(t, "fill_")) return -1;
         av_bump_version(t);
@@ -74,7 +94,7 @@ int av_fill_(av_tensor *t, double value) {
 }
 
 av_tensor *av_clone(const av_tensor *t) {
-    av_tensor *c = av_empty(t->ndim, t->shape, t->dtype);
+    av_tensor *c = av_empty_like_on(t);
     if (c && av_copy_(c, t)) { av_release(c); return NULL; }
     return c ? av_ag_finish(c, av_ag_clone(c, t)) : NULL;
 }
@@ -82,7 +102,7 @@ av_tensor *av_clone(const av_tensor *t) {
 av_tensor *av_to_dtype(const av_tensor *t, av_dtype dt) {
     if ((unsigned)dt >= AV_NDTYPES) { av_fail("unknown dtype %d", dt); return NULL; }
     if (t->dtype == dt) return av_retain((av_tensor *)t);
-    av_tensor *c = av_empty(t->ndim, t->shape, dt);
+    av_tensor *c = av_empty_on(t->ndim, t->shape, dt, av_device_of(t));
     if (c && av_copy_(c, t)) { av_release(c); return NULL; }
     return c ? av_ag_finish(c, av_ag_to_dtype(c, t)) : NULL;
 }

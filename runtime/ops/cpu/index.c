@@ -8,12 +8,17 @@
  * outside their inputs, and so errors are deterministic whatever the thread
  * count. Messages show dims and index values 1-based, as users of the Lua
  * layer typed them (the binding passes value-1 down). */
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <omp.h>
 #include "aviary/ops.h"
 #include "aviary/autograd.h"
 #include "iter.h"
+#include "aviary/cuda.h"
+#ifdef AV_WITH_CUDA
+#include "../cuda/cuda_ops.h"
+#endif
 
 /* ---- small helpers ----------------------------------------------------- */
 
@@ -89,6 +94,12 @@ static const av_strip_fn move_kernels[4] = {move1, move2, move4, move8};
 /* dst <- src, same element size, src broadcast to dst's shape */
 static void move_elems(av_tensor *dst, const av_tensor *src) {
     if (av_numel(dst) == 0) return;
+#ifdef AV_WITH_CUDA
+    if (av_is_cuda(dst)) {
+        av_cuda_copy(dst, src);
+        return;
+    }
+#endif
     av_iter it;
     const av_tensor *ops[2] = {dst, src};
     av_iter_init(&it, dst->ndim, dst->shape, 2, ops);
@@ -141,6 +152,13 @@ static void range_strip(char **p, const int64_t *s, int64_t n, void *vctx) {
 /* every index value must lie in [0, size); the first one that doesn't is named */
 static int check_range(const char *fn, const av_tensor *index, int64_t size, int dim) {
     if (av_numel(index) == 0) return 0;
+    if (av_is_cuda(index)) {
+        /* validated on the host: a bad index must fail here, not fault in a kernel */
+        av_tensor *h = av_to_device(index, (av_device){AV_CPU, 0});
+        int rc = h ? check_range(fn, h, size, dim) : -1;
+        av_release(h);
+        return rc;
+    }
     range_ctx c = {index->dtype, size, false, 0};
     av_iter it;
     const av_tensor *ops[1] = {index};
@@ -182,6 +200,15 @@ static av_tensor *cat_impl(const char *fn, int n, const av_tensor *const *ts, in
         return av_empty(1, &zero, dt);
     }
     const av_tensor *r = ts[ref];
+    av_device dev = av_device_of(r);
+    for (int i = 0; i < n; i++)
+        if (av_is_cuda(ts[i])) { dev = av_device_of(ts[i]); break; }
+    for (int i = 0; i < n; i++) {
+        char nm[32];
+        snprintf(nm, sizeof nm, "tensor %d", i + 1);
+        if (dev.type == AV_CUDA && !legacy_empty(ts[i]) && av_check_same_device(fn, ts[ref], "tensor 1", ts[i], nm))
+            return NULL;
+    }
     if ((dim = wrap_dim(fn, dim, r->ndim)) < 0) return NULL;
     int64_t shape[AV_MAX_DIMS];
     memcpy(shape, r->shape, sizeof shape);
@@ -203,8 +230,22 @@ static av_tensor *cat_impl(const char *fn, int n, const av_tensor *const *ts, in
             }
         shape[dim] += t->shape[dim];
     }
-    av_tensor *out = av_empty(r->ndim, shape, dt);
+    av_tensor *out = av_empty_on(r->ndim, shape, dt, dev);
     if (!out || av_numel(out) == 0) return out;
+    if (dev.type == AV_CUDA) {
+        /* each piece is one strided copy into its slab of the output */
+        int64_t pos = 0;
+        for (int i = 0; i < n; i++) {
+            const av_tensor *t = ts[i];
+            if (legacy_empty(t)) continue;
+            av_tensor slab = *out;
+            slab.shape[dim] = t->shape[dim];
+            slab.offset += pos * out->stride[dim];
+            if (t->shape[dim] > 0 && av_copy_(&slab, t)) { av_release(out); return NULL; }
+            pos += t->shape[dim];
+        }
+        return out;
+    }
     size_t es = av_dtype_size(dt);
     int64_t outer = 1, inner = 1;
     for (int d = 0; d < dim; d++) outer *= shape[d];
@@ -309,6 +350,12 @@ static void run_take(av_tensor *out, const av_tensor *index, const av_tensor *sr
     av_tensor sr = *src;
     memcpy(sr.shape, out->shape, sizeof sr.shape);
     sr.stride[dim] = 0;
+#ifdef AV_WITH_CUDA
+    if (av_is_cuda(out)) {
+        av_cuda_take(out, index, &sr, src->stride[dim]);
+        return;
+    }
+#endif
     take_ctx c = {src->stride[dim]};
     av_iter it;
     const av_tensor *ops[3] = {out, index, &sr};
@@ -319,7 +366,7 @@ static void run_take(av_tensor *out, const av_tensor *index, const av_tensor *sr
 av_tensor *av_index_select_raw(const av_tensor *t, int dim, const av_tensor *index) {
     const char *fn = "index_select";
     char b1[96];
-    if (check_index_dtype(fn, index)) return NULL;
+    if (check_index_dtype(fn, index) || av_check_same_device(fn, t, "input", index, "index")) return NULL;
     if (index->ndim > 1) { av_fail("%s: index must be 1-d, got size %s", fn, av_shape_str(index, b1, sizeof b1)); return NULL; }
     if ((dim = wrap_dim(fn, dim, t->ndim)) < 0) return NULL;
     int64_t k = av_numel(index);
@@ -331,10 +378,10 @@ av_tensor *av_index_select_raw(const av_tensor *t, int dim, const av_tensor *ind
     int64_t shape[AV_MAX_DIMS];
     memcpy(shape, t->shape, sizeof shape);
     shape[dim] = k;
-    av_tensor *out = av_empty(t->ndim, shape, t->dtype);
+    av_tensor *out = av_empty_on(t->ndim, shape, t->dtype, av_device_of(t));
     if (!out || av_numel(out) == 0) return out;
     size_t es = av_dtype_size(t->dtype);
-    if (dim == 0 && av_is_contiguous(t)) {
+    if (dim == 0 && av_is_contiguous(t) && !av_is_cuda(t)) {
         /* whole rows: one memcpy each */
         int64_t row = av_numel(out) / k * (int64_t)es;
         char *o = av_data(out);
@@ -377,13 +424,13 @@ static int check_fits(const char *fn, const av_tensor *index, const av_tensor *o
 
 av_tensor *av_gather_raw(const av_tensor *t, int dim, const av_tensor *index) {
     const char *fn = "gather";
-    if (check_index_dtype(fn, index)) return NULL;
+    if (check_index_dtype(fn, index) || av_check_same_device(fn, t, "input", index, "index")) return NULL;
     if ((dim = wrap_dim(fn, dim, t->ndim)) < 0) return NULL;
     av_tensor th, ih;
     const av_tensor *T = as_1d(&th, t), *I = as_1d(&ih, index);
     if (check_fits(fn, I, T, "the input", dim)) return NULL;
     if (check_range(fn, index, T->shape[dim], dim)) return NULL;
-    av_tensor *out = av_empty(index->ndim, index->shape, t->dtype);
+    av_tensor *out = av_empty_on(index->ndim, index->shape, t->dtype, av_device_of(t));
     if (!out || av_numel(out) == 0) return out;
     av_tensor oh;
     run_take((av_tensor *)as_1d(&oh, out), I, T, dim);
@@ -455,6 +502,8 @@ static int scatter_impl(const char *fn, av_tensor *t, int dim, const av_tensor *
     else return av_fail("%s: reduce must be \"add\" or \"multiply\", got \"%s\"", fn, reduce);
     if (check_index_dtype(fn, index)) return -1;
     if (!src) return av_fail("%s: src is NULL", fn);
+    if (av_check_same_device(fn, t, "self", index, "index") || av_check_same_device(fn, t, "self", src, "src"))
+        return -1;
     if (src->dtype != t->dtype)
         return av_fail("%s: src has dtype %s but the tensor scattered into has dtype %s; convert one of them", fn,
                        av_dtype_name(src->dtype), av_dtype_name(t->dtype));
@@ -471,6 +520,16 @@ static int scatter_impl(const char *fn, av_tensor *t, int dim, const av_tensor *
     av_tensor tr = *T;
     memcpy(tr.shape, I->shape, sizeof tr.shape);
     tr.stride[dim] = 0;
+    if (av_is_cuda(t)) {
+        int rc = -1;
+#ifdef AV_WITH_CUDA
+        rc = av_cuda_scatter(&tr, ci, cs, T->stride[dim], mode == SCAT_SET ? 0 : mode == SCAT_ADD ? 1 : 2);
+#endif
+        av_release(ci);
+        av_release(cs);
+        if (!rc) av_bump_version(t);
+        return rc;
+    }
     scatter_ctx c = {T->stride[dim], t->dtype, mode};
     int it32 = index->dtype == AV_I32;
     av_strip_fn fnk = mode == SCAT_SET ? scatter_set[it32][size_slot(av_dtype_size(t->dtype))]
@@ -492,7 +551,7 @@ int av_scatter_(av_tensor *t, int dim, const av_tensor *index, const av_tensor *
 
 /* the out-of-place forms fill a fresh tensor and record no autograd history */
 av_tensor *av_scatter_raw(const av_tensor *t, int dim, const av_tensor *index, const av_tensor *src, const char *reduce) {
-    av_tensor *out = av_empty(t->ndim, t->shape, t->dtype);
+    av_tensor *out = av_empty_like_on(t);
     if (out) move_elems(out, t);
     if (out && scatter_impl("scatter", out, dim, index, src, reduce)) {
         av_release(out);
@@ -520,7 +579,7 @@ DEF_MFILL(mfill8, uint64_t, u64)
 static const av_strip_fn mfill_kernels[4] = {mfill1, mfill2, mfill4, mfill8};
 
 static int masked_fill_impl(const char *fn, av_tensor *t, const av_tensor *mask, double value) {
-    if (check_mask_dtype(fn, mask)) return -1;
+    if (check_mask_dtype(fn, mask) || av_check_same_device(fn, t, "self", mask, "mask")) return -1;
     int nd;
     int64_t shape[AV_MAX_DIMS];
     char b1[96], b2[96];
@@ -534,6 +593,15 @@ static int masked_fill_impl(const char *fn, av_tensor *t, const av_tensor *mask,
     if (av_numel(t) == 0) return 0;
     av_tensor *m = unaliased(mask, t);
     if (!m) return -1;
+    if (av_is_cuda(t)) {
+        int rc = -1;
+#ifdef AV_WITH_CUDA
+        rc = av_cuda_masked_fill(t, m, value);
+#endif
+        av_release(m);
+        if (!rc) av_bump_version(t);
+        return rc;
+    }
     elem_bits v = {0};
     av_store_elem(t->dtype, &v, value);
     av_iter it;
@@ -555,7 +623,7 @@ av_tensor *av_masked_fill_raw(const av_tensor *t, const av_tensor *mask, double 
     int nd;
     int64_t shape[AV_MAX_DIMS];
     if (av_broadcast_shape(fn, t->ndim, t->shape, mask->ndim, mask->shape, &nd, shape)) return NULL;
-    av_tensor *out = av_empty(nd, shape, t->dtype);
+    av_tensor *out = av_empty_on(nd, shape, t->dtype, av_device_of(t));
     if (!out) return NULL;
     move_elems(out, t);
     if (masked_fill_impl(fn, out, mask, value)) {
@@ -697,9 +765,31 @@ static av_tensor *make_coords(const compact_job *j, int64_t n) {
     return av_empty(2, shape, AV_I64);
 }
 
+/* compaction has a data-dependent size: device tensors go through the host
+ * (PyTorch synchronises here too) and the result returns to the device */
+static av_tensor *via_host(av_tensor *(*fn)(const av_tensor *, const av_tensor *), const av_tensor *a,
+                           const av_tensor *b) {
+    const av_device cpu = {AV_CPU, 0};
+    av_tensor *ha = av_to_device(a, cpu), *hb = b && ha ? av_to_device(b, cpu) : NULL;
+    av_tensor *hr = ha && (!b || hb) ? fn(ha, hb) : NULL;
+    av_tensor *r = hr ? av_to_device(hr, av_device_of(a)) : NULL;
+    av_release(ha);
+    av_release(hb);
+    av_release(hr);
+    return r;
+}
+static av_tensor *nonzero2(const av_tensor *t, const av_tensor *unused) {
+    (void)unused;
+    return av_nonzero(t);
+}
+
 av_tensor *av_masked_select_raw(const av_tensor *t, const av_tensor *mask) {
     const char *fn = "masked_select";
     if (check_mask_dtype(fn, mask)) return NULL;
+    if (av_is_cuda(t) || av_is_cuda(mask)) {
+        if (av_check_same_device(fn, t, "input", mask, "mask")) return NULL;
+        return via_host(av_masked_select_raw, t, mask);
+    }
     compact_job j = {0};
     if (av_broadcast_shape(fn, t->ndim, t->shape, mask->ndim, mask->shape, &j.nd, j.shape)) return NULL;
     j.ops[0] = t;
@@ -710,6 +800,7 @@ av_tensor *av_masked_select_raw(const av_tensor *t, const av_tensor *mask) {
 }
 
 av_tensor *av_nonzero(const av_tensor *t) {
+    if (av_is_cuda(t)) return via_host(nonzero2, t, NULL);
     compact_job j = {0};
     j.nd = t->ndim;
     memcpy(j.shape, t->shape, sizeof j.shape);

@@ -11,6 +11,7 @@
 #include "aviary/ops.h"
 #include "iter.h"
 #include "../../autograd/grad_loss.h"
+#include "aviary/cuda.h"
 
 static int threads_for(int64_t work) {
     int nt = work >= AV_PARALLEL_GRAIN ? av_get_num_threads() : 1;
@@ -187,6 +188,13 @@ NEAR_FWD(uint64_t)
 static int64_t planes_of(int ndim, const int64_t *shape) { return shape[0] * shape[1]; (void)ndim; }
 
 av_tensor *av_interp_raw(const av_tensor *x, const av_interp_params *p) {
+    if (av_is_cuda(x)) { /* on the host for now: one copy each way */
+        av_tensor *h = av_to_device(x, (av_device){AV_CPU, 0}), *r = h ? av_interp_raw(h, p) : NULL;
+        av_tensor *d = r ? av_to_device(r, av_device_of(x)) : NULL;
+        av_release(h);
+        av_release(r);
+        return d;
+    }
     int64_t os[4];
     os[0] = x->shape[0];
     os[1] = x->shape[1];
@@ -215,6 +223,14 @@ av_tensor *av_interp_raw(const av_tensor *x, const av_interp_params *p) {
 }
 
 av_tensor *av_interp_backward_raw(const av_tensor *g, const av_interp_params *p, int ndim, const int64_t *in_shape) {
+    if (av_is_cuda(g)) {
+        av_tensor *h = av_to_device(g, (av_device){AV_CPU, 0});
+        av_tensor *r = h ? av_interp_backward_raw(h, p, ndim, in_shape) : NULL;
+        av_tensor *d = r ? av_to_device(r, av_device_of(g)) : NULL;
+        av_release(h);
+        av_release(r);
+        return d;
+    }
     av_tensor *gc = av_contiguous(g);
     if (!gc) return NULL;
     av_tensor *gx = av_empty(ndim, in_shape, g->dtype);

@@ -4,6 +4,10 @@
 #include "aviary/ops.h"
 #include "iter.h"
 #include "../../autograd/grad.h"
+#include "aviary/cuda.h"
+#ifdef AV_WITH_CUDA
+#include "../cuda/cuda_lib.h"
+#endif
 
 int av_gemm(av_dtype dt, bool ta, bool tb, int64_t m, int64_t n, int64_t k, double alpha, const void *a, int64_t lda,
             const void *b, int64_t ldb, double beta, void *c, int64_t ldc) {
@@ -54,6 +58,23 @@ static int as_blas(const av_tensor *t, blas_mat *m) {
 /* c[m,n] (contiguous, fresh) = a[m,k] @ b[k,n]; beta applies to existing c */
 static int mm_into(av_tensor *c, const av_tensor *a, const av_tensor *b, double alpha, double beta) {
     int64_t m = a->shape[0], k = a->shape[1], n = b->shape[1];
+#ifdef AV_WITH_CUDA
+    if (av_is_cuda(c) || av_is_cuda(a) || av_is_cuda(b)) {
+        if (av_check_same_device("matmul", a, "input", b, "other") || av_check_same_device("matmul", a, "input", c, "out"))
+            return -1;
+        if (!av_dtype_is_float(a->dtype))
+            return av_fail("matmul: %s has no CUDA matrix product; convert with :float() first", av_dtype_name(a->dtype));
+        if (k == 0) return beta == 0 ? av_fill_(c, 0) : av_binary_scalar_(AV_OP_MUL, c, beta);
+        blas_mat A, B;
+        if (as_blas(a, &A)) return -1;
+        if (as_blas(b, &B)) { av_release(A.hold); return -1; }
+        int rc = av_cuda_gemm(a->dtype, c->dtype, A.trans, B.trans, m, n, k, alpha, A.p, A.ld, 0, B.p, B.ld, 0, beta,
+                              av_data(c), n, 0, 1);
+        av_release(A.hold);
+        av_release(B.hold);
+        return rc;
+    }
+#endif
     if (av_dtype_is_float(a->dtype)) {
         if (a->dtype != AV_F32 && a->dtype != AV_F64)
             return av_fail("%s has no CPU matrix product; convert with :float() first", av_dtype_name(a->dtype));
@@ -98,7 +119,7 @@ av_tensor *av_mm(const av_tensor *a, const av_tensor *b) {
     }
     if (same_dtype("mm", a, b)) return NULL;
     int64_t s[2] = {a->shape[0], b->shape[1]};
-    av_tensor *c = av_empty(2, s, a->dtype);
+    av_tensor *c = av_empty_on(2, s, a->dtype, av_device_of(a));
     if (c && mm_into(c, a, b, 1, 0)) { av_release(c); return NULL; }
     return c ? av_ag_finish(c, av_ag_mm(c, a, b, false)) : NULL;
 }
@@ -111,7 +132,7 @@ av_tensor *av_addmm(const av_tensor *c0, const av_tensor *a, const av_tensor *b,
     }
     if (same_dtype("addmm", a, b) || same_dtype("addmm", c0, a)) return NULL;
     int64_t s[2] = {a->shape[0], b->shape[1]};
-    av_tensor *c = av_empty(2, s, a->dtype);
+    av_tensor *c = av_empty_on(2, s, a->dtype, av_device_of(a));
     if (!c) return NULL;
     /* the bias broadcasts into the output, then gemm accumulates with beta */
     if (av_copy_(c, c0) || mm_into(c, a, b, alpha, beta)) {
@@ -130,6 +151,12 @@ av_tensor *av_bmm(const av_tensor *a, const av_tensor *b) {
         return NULL;
     }
     if (same_dtype("bmm", a, b)) return NULL;
+#ifdef AV_WITH_CUDA
+    if (av_is_cuda(a) || av_is_cuda(b)) {
+        av_tensor *r = av_cuda_bmm(a, b);
+        return r ? av_ag_finish(r, av_ag_mm(r, a, b, true)) : NULL;
+    }
+#endif
     int64_t s[3] = {a->shape[0], a->shape[1], b->shape[2]};
     av_tensor *c = av_empty(3, s, a->dtype);
     if (!c) return NULL;

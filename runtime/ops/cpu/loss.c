@@ -16,6 +16,11 @@
 #include "iter.h"
 #include "softmax_k.h"
 #include "../../autograd/grad_loss.h"
+#include "aviary/cuda.h"
+#include "aviary/nn_ops.h"
+#ifdef AV_WITH_CUDA
+#include "../cuda/cuda_lib.h"
+#endif
 
 #define COLW 256
 
@@ -139,6 +144,9 @@ static void run_prods(av_dtype dt, lin_prod *q, int np) {
 
 /* y2[rows, out] = x2 W^T (+ b) */
 av_tensor *av_linear_raw(const av_tensor *x2, const av_tensor *w, const av_tensor *b) {
+#ifdef AV_WITH_CUDA
+    if (av_is_cuda(x2) || av_is_cuda(w) || av_is_cuda(b)) return av_cuda_linear(x2, w, b);
+#endif
     int64_t s[2] = {x2->shape[0], w->shape[0]};
     av_tensor *y = av_empty(2, s, x2->dtype);
     if (!y) return NULL;
@@ -152,6 +160,9 @@ av_tensor *av_linear_raw(const av_tensor *x2, const av_tensor *w, const av_tenso
 
 int av_linear_backward_raw(const av_tensor *g2, const av_tensor *x2, const av_tensor *w, bool want_b,
                            av_tensor **dx2, av_tensor **dw, av_tensor **db) {
+#ifdef AV_WITH_CUDA
+    if (av_is_cuda(g2) || av_is_cuda(x2) || av_is_cuda(w)) return av_cuda_linear_backward(g2, x2, w, want_b, dx2, dw, db);
+#endif
     av_dtype dt = x2->dtype;
     int64_t rows = x2->shape[0], in = x2->shape[1], out = w->shape[0];
     int64_t sx[2] = {rows, in}, sw[2] = {out, in};
@@ -200,6 +211,7 @@ int av_linear_backward_raw(const av_tensor *g2, const av_tensor *x2, const av_te
 av_tensor *av_linear(const av_tensor *x, const av_tensor *w, const av_tensor *b) {
     char b1[96], b2[96];
     if (!x || !w) { av_fail("linear: input and weight are required"); return NULL; }
+    if (av_autocast_applies(x, w)) return av_autocast_linear(x, w, b);
     if (w->ndim != 2) {
         av_fail("linear: weight must be 2-d (out_features x in_features), got size %s", av_shape_str(w, b1, sizeof b1));
         return NULL;
@@ -213,7 +225,9 @@ av_tensor *av_linear(const av_tensor *x, const av_tensor *w, const av_tensor *b)
                 av_shape_str(x, b1, sizeof b1), av_shape_str(w, b2, sizeof b2), (long long)w->shape[1]);
         return NULL;
     }
-    if (!is_f(x) || x->dtype != w->dtype || (b && b->dtype != x->dtype)) {
+    /* half types have CUDA kernels only */
+    bool float_ok = is_f(x) || (av_is_cuda(x) && av_dtype_is_float(x->dtype));
+    if (!float_ok || x->dtype != w->dtype || (b && b->dtype != x->dtype)) {
         av_fail("linear: input, weight and bias must share one float dtype (float32 or float64), got %s, %s%s%s",
                 av_dtype_name(x->dtype), av_dtype_name(w->dtype), b ? " and " : "", b ? av_dtype_name(b->dtype) : "");
         return NULL;
@@ -412,6 +426,12 @@ NLL_KERNELS(double, f64, smk_exp, log)
 int av_nll_forward_raw(const av_nll_problem *p, av_tensor **out, av_tensor **lse, double *total_weight) {
     *out = NULL;
     *lse = NULL;
+#ifdef AV_WITH_CUDA
+    if (av_is_cuda(p->input))
+        return av_cuda_nll_forward(p->input, p->target, p->weight, p->N, p->C, p->S, p->ignore_index, p->base,
+                                   (int)p->reduction, p->label_smoothing, p->fused, p->out_ndim, p->out_shape, out, lse,
+                                   total_weight);
+#endif
     const av_tensor *in = p->input;
     const int64_t *tg = av_data(p->target);
     int64_t npos = p->N * p->S;
@@ -447,6 +467,11 @@ int av_nll_forward_raw(const av_nll_problem *p, av_tensor **out, av_tensor **lse
 }
 
 av_tensor *av_nll_backward_raw(const av_nll_problem *p, const av_tensor *g, const av_tensor *lse, double total_weight) {
+#ifdef AV_WITH_CUDA
+    if (av_is_cuda(p->input))
+        return av_cuda_nll_backward(p->input, p->target, p->weight, p->N, p->C, p->S, p->ignore_index, p->base,
+                                    (int)p->reduction, p->label_smoothing, p->fused, g, lse, total_weight);
+#endif
     const av_tensor *in = p->input;
     bool per_pos = p->reduction == AV_REDUCTION_NONE;
     av_tensor *gc = g->dtype == in->dtype ? av_contiguous(g) : av_to_dtype(g, in->dtype);
@@ -474,6 +499,13 @@ static av_tensor *nll_common(const char *fn, bool fused, const av_tensor *input,
                              double label_smoothing, int64_t base) {
     char b1[96], b2[96];
     if (!input || !target) { av_fail("%s: input and target are required", fn); return NULL; }
+    if (av_is_cuda(input) && (input->dtype == AV_F16 || input->dtype == AV_BF16)) {
+        /* autocast's float32 policy for losses (and PyTorch's accuracy argument): a recorded cast */
+        av_tensor *up = av_to_dtype(input, AV_F32);
+        av_tensor *r = up ? nll_common(fn, fused, up, target, weight, ignore_index, reduction, label_smoothing, base) : NULL;
+        av_release(up);
+        return r;
+    }
     if (!is_f(input)) {
         av_fail("%s: expected a float32 or float64 input, got %s", fn, av_dtype_name(input->dtype));
         return NULL;
@@ -540,7 +572,12 @@ static av_tensor *nll_common(const char *fn, bool fused, const av_tensor *input,
     bool was = av_grad_enabled();
     av_set_grad_enabled(false);
     if (!(ti = av_to_dtype(target, AV_I64)) || !(tc = av_contiguous(ti))) goto done;
-    {
+    if (av_is_cuda(input) || av_is_cuda(target)) {
+        /* targets are range-checked by the CUDA kernel */
+        if (av_check_same_device(fn, input, "input", target, "target") ||
+            (weight && av_check_same_device(fn, input, "input", weight, "weight")))
+            goto done;
+    } else {
         const int64_t *tg = av_data(tc);
         int64_t npos = p.N * p.S;
         for (int64_t i = 0; i < npos; i++) {
@@ -649,6 +686,10 @@ av_tensor *av_binary_cross_entropy_with_logits(const av_tensor *input, const av_
     const char *fn = "binary_cross_entropy_with_logits";
     char b1[96], b2[96];
     if (!input || !target) { av_fail("%s: input and target are required", fn); return NULL; }
+    if (av_is_cuda(input) || av_is_cuda(target) || av_is_cuda(weight) || av_is_cuda(pos_weight)) {
+        av_fail("%s: not supported on CUDA tensors (move it to the CPU with :cpu())", fn);
+        return NULL;
+    }
     if ((unsigned)reduction > AV_REDUCTION_SUM) { av_fail("%s: unknown reduction %d", fn, (int)reduction); return NULL; }
     if (float_pair_check(fn, input, target) || same_shape_check(fn, input, target)) return NULL;
     const av_tensor *opt[2] = {weight, pos_weight};

@@ -16,6 +16,7 @@
 #include "aviary/ops.h"
 #include "nn_kernels.h"
 #include "iter.h"
+#include "aviary/cuda.h"
 
 #define CHUNK 2048
 #define COLS 256 /* columns per block of the (N, C) kernels */
@@ -230,6 +231,8 @@ int64_t av_bn_channels(const av_tensor *x, const char *fn) {
 static int check_param(const av_tensor *t, const char *what, const av_tensor *x, int64_t C) {
     char b[96];
     if (!t) return 0;
+    /* CUDA inputs never get here (grad_nn.c sends them to cuDNN); a CUDA parameter with a CPU input is an error */
+    if (av_check_same_device("batch_norm", x, "input", t, what)) return -1;
     if (t->dtype != AV_F32 && t->dtype != AV_F64)
         return av_fail("batch_norm: %s must be float32 or float64, got %s", what, av_dtype_name(t->dtype));
     if (av_numel(t) != C)

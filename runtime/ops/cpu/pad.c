@@ -11,6 +11,7 @@
 #include "aviary/ops.h"
 #include "iter.h"
 #include "../../autograd/grad_loss.h"
+#include "aviary/cuda.h"
 
 static int threads_for(int64_t work) {
     int nt = work >= AV_PARALLEL_GRAIN ? av_get_num_threads() : 1;
@@ -150,10 +151,56 @@ static void out_shape(const av_pad_params *p, int ndim, const int64_t *in_shape,
     for (int d = 0; d < p->npd; d++) os[lead + d] = in_shape[lead + d] + p->before[d] + p->after[d];
 }
 
+/* constant padding of a device tensor: a filled output and one strided copy
+ * into its interior (cropping pads and the other modes have no GPU path) */
+static bool pad_cuda_ok(const av_pad_params *p) {
+    if (p->mode != AV_PAD_CONSTANT) return false;
+    for (int d = 0; d < p->npd; d++)
+        if (p->before[d] < 0 || p->after[d] < 0) return false;
+    return true;
+}
+av_tensor *av_pad_raw(const av_tensor *x, const av_pad_params *p);
+av_tensor *av_pad_backward_raw(const av_tensor *g, const av_pad_params *p, int ndim, const int64_t *in_shape);
+/* the other modes run on the host for now: one copy each way */
+static av_tensor *pad_on_host(const av_tensor *x, const av_pad_params *p, bool backward, int ndim, const int64_t *in_shape) {
+    av_tensor *h = av_to_device(x, (av_device){AV_CPU, 0});
+    av_tensor *r = h ? (backward ? av_pad_backward_raw(h, p, ndim, in_shape) : av_pad_raw(h, p)) : NULL;
+    av_tensor *d = r ? av_to_device(r, av_device_of(x)) : NULL;
+    av_release(h);
+    av_release(r);
+    return d;
+}
+static av_tensor *pad_cuda(const av_tensor *x, const av_pad_params *p, const int64_t *os) {
+    if (!pad_cuda_ok(p)) return pad_on_host(x, p, false, 0, NULL);
+    av_tensor *y = av_full_on(x->ndim, os, x->dtype, p->value, av_device_of(x));
+    if (!y || av_numel(x) == 0) return y;
+    av_tensor inner = *y;
+    int lead = x->ndim - p->npd;
+    for (int d = 0; d < p->npd; d++) {
+        inner.shape[lead + d] = x->shape[lead + d];
+        inner.offset += p->before[d] * y->stride[lead + d];
+    }
+    if (av_copy_(&inner, x)) { av_release(y); return NULL; }
+    return y;
+}
+static av_tensor *pad_backward_cuda(const av_tensor *g, const av_pad_params *p, int ndim, const int64_t *in_shape) {
+    if (!pad_cuda_ok(p)) return pad_on_host(g, p, true, ndim, in_shape);
+    av_tensor inner = *g;
+    int lead = ndim - p->npd;
+    for (int d = 0; d < p->npd; d++) {
+        inner.shape[lead + d] = in_shape[lead + d];
+        inner.offset += p->before[d] * g->stride[lead + d];
+    }
+    av_tensor *gx = av_empty_on(ndim, in_shape, g->dtype, av_device_of(g));
+    if (gx && av_copy_(gx, &inner)) { av_release(gx); return NULL; }
+    return gx;
+}
+
 av_tensor *av_pad_raw(const av_tensor *x, const av_pad_params *p) {
     int64_t os[AV_MAX_DIMS];
     out_shape(p, x->ndim, x->shape, os);
     if (p->npd == 0) return av_clone(x);
+    if (av_is_cuda(x)) return pad_cuda(x, p, os);
     av_tensor *y = av_empty(x->ndim, os, x->dtype);
     if (!y || av_numel(y) == 0) return y;
     av_tensor *xc = av_contiguous(x);
@@ -181,6 +228,7 @@ av_tensor *av_pad_raw(const av_tensor *x, const av_pad_params *p) {
 
 av_tensor *av_pad_backward_raw(const av_tensor *g, const av_pad_params *p, int ndim, const int64_t *in_shape) {
     if (p->npd == 0) return av_clone(g);
+    if (av_is_cuda(g)) return pad_backward_cuda(g, p, ndim, in_shape);
     av_tensor *gc = av_contiguous(g);
     av_tensor *gx = gc ? av_zeros(ndim, in_shape, g->dtype) : NULL;
     if (!gx || av_numel(gc) == 0 || av_numel(gx) == 0) { av_release(gc); return gx; }

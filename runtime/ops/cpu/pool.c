@@ -20,6 +20,10 @@
 #include <omp.h>
 #include "aviary/ops.h"
 #include "nn_kernels.h"
+#include "aviary/cuda.h"
+#ifdef AV_WITH_CUDA
+#include "../cuda/cuda_lib.h"
+#endif
 
 #define LIMIT_ (INT64_C(1) << 31)
 
@@ -38,7 +42,8 @@ static int nthreads_for(int64_t work) { return work < AV_NN_GRAIN ? 1 : av_get_n
 static int check_input(const av_tensor *x, const char *fn, pdims *d) {
     char b[96];
     if (!x) return av_fail("%s: expected an input tensor", fn);
-    if (x->dtype != AV_F32 && x->dtype != AV_F64)
+    /* the CUDA kernels (runtime/ops/cuda/pool.cu) take the half types too */
+    if (x->dtype != AV_F32 && x->dtype != AV_F64 && !(av_is_cuda(x) && av_dtype_is_float(x->dtype)))
         return av_fail("%s: expected a float32 or float64 input, got %s", fn, av_dtype_name(x->dtype));
     if (x->ndim != 3 && x->ndim != 4)
         return av_fail("%s: expected a 3-d (C, H, W) or 4-d (N, C, H, W) input, got a %d-d tensor of size %s", fn,
@@ -117,6 +122,22 @@ static int pool_geometry(const av_tensor *x, const av_pool2d_opts *o, const char
     }
     return 0;
 }
+
+#ifdef AV_WITH_CUDA
+/* the checked geometry for the CUDA kernels (o NULL: an adaptive pool) */
+static av_cuda_pool_geom cuda_geom(const pdims *d, const av_pool2d_opts *o) {
+    av_cuda_pool_geom g = {d->N, d->C, d->H, d->W, d->OH, d->OW, 1, 1, 1, 1, 0, 0, 1, 1, d->batched, true, 0};
+    if (o) {
+        g.kh = o->kernel[0]; g.kw = o->kernel[1];
+        g.sh = o->stride[0]; g.sw = o->stride[1];
+        g.ph = o->padding[0]; g.pw = o->padding[1];
+        g.dh = o->dilation[0]; g.dw = o->dilation[1];
+        g.count_include_pad = o->count_include_pad;
+        g.divisor = o->divisor_override;
+    }
+    return g;
+}
+#endif
 
 void av_pool2d_opts_init(av_pool2d_opts *o, int64_t kh, int64_t kw) {
     memset(o, 0, sizeof *o);
@@ -209,6 +230,12 @@ av_tensor *av_max_pool2d_raw(const av_tensor *x, const av_pool2d_opts *o, av_ten
     pdims d;
     if (indices) *indices = NULL;
     if (check_input(x, fn, &d) || check_opts(o, fn, true) || pool_geometry(x, o, fn, &d)) return NULL;
+#ifdef AV_WITH_CUDA
+    if (av_is_cuda(x)) {
+        av_cuda_pool_geom cg = cuda_geom(&d, o);
+        return av_cuda_max_pool2d(x, &cg, indices);
+    }
+#endif
     mp_geom g = {d.H, d.W, d.OH, d.OW, o->kernel[0], o->kernel[1], o->stride[0], o->stride[1],
                  o->padding[0], o->padding[1], o->dilation[0], o->dilation[1], 0, 0};
     g.qmin = floor_div(-g.pw, g.sw);
@@ -303,6 +330,9 @@ DEF_SCATTER(f32, float)
 DEF_SCATTER(f64, double)
 
 av_tensor *av_max_pool2d_backward_raw(const av_tensor *g, const av_tensor *idx, int ndim, const int64_t *shape) {
+#ifdef AV_WITH_CUDA
+    if (av_is_cuda(g) || av_is_cuda(idx)) return av_cuda_max_pool2d_backward(g, idx, ndim, shape);
+#endif
     int64_t HW = shape[ndim - 1] * shape[ndim - 2], P = 1;
     for (int i = 0; i < ndim - 2; i++) P *= shape[i];
     int64_t OHW = idx->shape[idx->ndim - 1] * idx->shape[idx->ndim - 2];
@@ -385,6 +415,12 @@ av_tensor *av_avg_pool2d_raw(const av_tensor *x, const av_pool2d_opts *o) {
     const char *fn = "avg_pool2d";
     pdims d;
     if (check_input(x, fn, &d) || check_opts(o, fn, false) || pool_geometry(x, o, fn, &d)) return NULL;
+#ifdef AV_WITH_CUDA
+    if (av_is_cuda(x)) {
+        av_cuda_pool_geom cg = cuda_geom(&d, o);
+        return av_cuda_avg_pool2d(x, &cg);
+    }
+#endif
     ap_geom g;
     ap_geom_of(&d, o, &g);
     av_tensor *xc = av_contiguous(x);
@@ -399,6 +435,9 @@ av_tensor *av_avg_pool2d_raw(const av_tensor *x, const av_pool2d_opts *o) {
 }
 
 av_tensor *av_avg_pool2d_backward_raw(const av_tensor *gout, const av_pool2d_opts *o, int ndim, const int64_t *shape) {
+#ifdef AV_WITH_CUDA
+    if (av_is_cuda(gout)) return av_cuda_avg_pool2d_backward(gout, o, ndim, shape);
+#endif
     pdims d = {1, shape[ndim - 3], shape[ndim - 2], shape[ndim - 1], 0, 0, 0, ndim == 4};
     d.N = ndim == 4 ? shape[0] : 1;
     d.P = d.N * d.C;
@@ -520,6 +559,12 @@ DEF_ADAPTIVE(f64, double)
 av_tensor *av_adaptive_avg_pool2d_raw(const av_tensor *x, int64_t oh, int64_t ow) {
     pdims d;
     if (check_adaptive(x, oh, ow, "adaptive_avg_pool2d", &d)) return NULL;
+#ifdef AV_WITH_CUDA
+    if (av_is_cuda(x)) {
+        av_cuda_pool_geom cg = cuda_geom(&d, NULL);
+        return av_cuda_adaptive_avg_pool2d(x, &cg);
+    }
+#endif
     av_tensor *xc = av_contiguous(x);
     av_tensor *out = xc ? new_out(&d, x->dtype) : NULL;
     if (out && d.P > 0) {
@@ -533,6 +578,9 @@ av_tensor *av_adaptive_avg_pool2d_raw(const av_tensor *x, int64_t oh, int64_t ow
 }
 
 av_tensor *av_adaptive_avg_pool2d_backward_raw(const av_tensor *g, int ndim, const int64_t *shape) {
+#ifdef AV_WITH_CUDA
+    if (av_is_cuda(g)) return av_cuda_adaptive_avg_pool2d_backward(g, ndim, shape);
+#endif
     pdims d = {ndim == 4 ? shape[0] : 1, shape[ndim - 3], shape[ndim - 2], shape[ndim - 1],
                g->shape[g->ndim - 2], g->shape[g->ndim - 1], 0, ndim == 4};
     d.P = d.N * d.C;
@@ -551,6 +599,12 @@ av_tensor *av_adaptive_max_pool2d_raw(const av_tensor *x, int64_t oh, int64_t ow
     pdims d;
     if (indices) *indices = NULL;
     if (check_adaptive(x, oh, ow, "adaptive_max_pool2d", &d)) return NULL;
+#ifdef AV_WITH_CUDA
+    if (av_is_cuda(x)) {
+        av_cuda_pool_geom cg = cuda_geom(&d, NULL);
+        return av_cuda_adaptive_max_pool2d(x, &cg, indices);
+    }
+#endif
     av_tensor *xc = av_contiguous(x);
     av_tensor *out = xc ? new_out(&d, x->dtype) : NULL;
     av_tensor *ix = (out && indices) ? new_out(&d, AV_I64) : NULL;

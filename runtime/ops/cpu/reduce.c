@@ -13,8 +13,18 @@
 #include <omp.h>
 #include "reduce.h"
 #include "aviary/backend.h"
+#include "aviary/cuda.h"
+#ifdef AV_WITH_CUDA
+#include "../cuda/cuda_ops.h"
+#endif
 
 static const char *redop_names[] = {"sum", "mean", "prod", "max", "min", "argmax", "argmin", "all", "any"};
+
+/* the GPU reduces half types (accumulating in float/double); the CPU does not */
+static int check_dtype_on(const char *fn, const av_tensor *t) {
+    if (av_is_cuda(t) && (t->dtype == AV_F16 || t->dtype == AV_BF16)) return 0;
+    return av_red_check_dtype(fn, t->dtype);
+}
 
 int av_red_check_dtype(const char *fn, av_dtype dt) {
     if (dt == AV_F16 || dt == AV_BF16)
@@ -203,8 +213,28 @@ static av_tensor *reduce_mask(av_redop op, const av_tensor *t, unsigned mask, bo
                     "identity", fn, av_shape_str(t, b, sizeof b));
             return NULL;
         }
-        av_tensor *out = av_full(t->ndim, oshape, odt, identity_of(op));
+        av_tensor *out = av_full_on(t->ndim, oshape, odt, identity_of(op), av_device_of(t));
         if (!keepdim) squeeze_mask(out, mask);
+        return out;
+    }
+    if (av_is_cuda(t)) {
+        av_tensor *out = av_empty_on(t->ndim, oshape, odt, av_device_of(t));
+        av_tensor *idx = out && is_arg(op) ? av_empty_on(t->ndim, oshape, AV_I64, av_device_of(t)) : NULL;
+        int rc = !out || (is_arg(op) && !idx) ? -1 : 0;
+#ifdef AV_WITH_CUDA
+        if (!rc) rc = av_cuda_reduce(op, t, mask, out, idx);
+#endif
+        if (rc) {
+            av_release(out);
+            av_release(idx);
+            return NULL;
+        }
+        if (!keepdim) {
+            squeeze_mask(out, mask);
+            squeeze_mask(idx, mask);
+        }
+        if (idx_out) *idx_out = idx;
+        else av_release(idx);
         return out;
     }
     red_group g[AV_MAX_DIMS];
@@ -253,8 +283,9 @@ static int dims_mask(const char *fn, const av_tensor *t, int ndims, const int *d
     return 0;
 }
 
-static int check_float(const char *fn, av_dtype dt, const char *what) {
-    if (av_red_check_dtype(fn, dt)) return -1;
+static int check_float(const char *fn, const av_tensor *t, const char *what) {
+    av_dtype dt = t->dtype;
+    if (check_dtype_on(fn, t)) return -1;
     if (!av_dtype_is_float(dt))
         return av_fail("%s: %s; got %s", fn, what, av_dtype_name(dt));
     return 0;
@@ -285,7 +316,7 @@ av_tensor *av_reduce_raw(av_redop op, const av_tensor *t, int ndims, const int *
     }
     const char *fn = redop_names[op];
     unsigned mask;
-    if (av_red_check_dtype(fn, t->dtype) || dims_mask(fn, t, ndims, dims, &mask)) return NULL;
+    if (check_dtype_on(fn, t) || dims_mask(fn, t, ndims, dims, &mask)) return NULL;
     if (op == AV_RED_MEAN && !av_dtype_is_float(t->dtype)) {
         av_fail("mean: could not infer output dtype. Input dtype must be either a floating point or complex "
                 "dtype. Got: %s", av_dtype_name(t->dtype));
@@ -317,7 +348,7 @@ av_tensor *av_reduce_raw(av_redop op, const av_tensor *t, int ndims, const int *
 int av_max_dim_raw(const av_tensor *t, int dim, bool keepdim, bool is_min, av_tensor **values, av_tensor **indices) {
     const char *fn = is_min ? "min" : "max";
     *values = *indices = NULL;
-    if (av_red_check_dtype(fn, t->dtype)) return -1;
+    if (check_dtype_on(fn, t)) return -1;
     int d = av_wrap_dim(dim, t->ndim, fn);
     if (d < 0) return -1;
     unsigned mask = t->ndim ? 1u << d : 0;
@@ -333,7 +364,7 @@ int av_max_dim_raw(const av_tensor *t, int dim, bool keepdim, bool is_min, av_te
 static av_tensor *var_impl(const char *fn, const av_tensor *t, int ndims, const int *dims, int64_t correction,
                            bool keepdim) {
     unsigned mask;
-    if (check_float(fn, t->dtype, "std and var only support floating point dtypes") ||
+    if (check_float(fn, t, "std and var only support floating point dtypes") ||
         dims_mask(fn, t, ndims, dims, &mask))
         return NULL;
     int64_t n = 1;
@@ -344,7 +375,7 @@ static av_tensor *var_impl(const char *fn, const av_tensor *t, int ndims, const 
     red_group g[AV_MAX_DIMS];
     int ng = n ? group_dims(t, mask, g) : 0;
     av_tensor *ss = NULL;
-    if (ng <= 1 && n) {
+    if (ng <= 1 && n && !av_is_cuda(t)) {
         red_group one = ng ? g[0] : (red_group){1, 1, 0};
         ss = av_empty(mean->ndim, mean->shape, t->dtype);
         if (ss) {
@@ -387,7 +418,7 @@ av_tensor *av_std_raw(const av_tensor *t, int ndims, const int *dims, int64_t co
 /* ---- norm --------------------------------------------------------------------------- */
 av_tensor *av_norm_raw(const av_tensor *t, double p, int ndims, const int *dims, bool keepdim) {
     unsigned mask;
-    if (check_float("norm", t->dtype, "input dtype should be floating point") ||
+    if (check_float("norm", t, "input dtype should be floating point") ||
         dims_mask("norm", t, ndims, dims, &mask))
         return NULL;
     if (isnan(p)) {

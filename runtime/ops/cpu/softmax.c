@@ -11,6 +11,10 @@
 #include "iter.h"
 #include "softmax_k.h"
 #include "../../autograd/grad_loss.h"
+#include "aviary/cuda.h"
+#ifdef AV_WITH_CUDA
+#include "../cuda/cuda_lib.h"
+#endif
 
 #define COLW 256
 
@@ -125,6 +129,9 @@ static void split_dims(const av_tensor *t, int dim, int64_t *outer, int64_t *C, 
 }
 
 av_tensor *av_softmax_raw(const av_tensor *x, int dim, bool lg) {
+#ifdef AV_WITH_CUDA
+    if (av_is_cuda(x)) return av_cuda_softmax(x, dim, lg);
+#endif
     av_tensor *xc = av_contiguous(x);
     if (!xc) return NULL;
     av_tensor *y = av_empty(x->ndim, x->shape, x->dtype);
@@ -140,6 +147,9 @@ av_tensor *av_softmax_raw(const av_tensor *x, int dim, bool lg) {
 }
 
 av_tensor *av_softmax_backward_raw(const av_tensor *g, const av_tensor *y, int dim, bool lg) {
+#ifdef AV_WITH_CUDA
+    if (av_is_cuda(g) || av_is_cuda(y)) return av_cuda_softmax_backward(g, y, dim, lg);
+#endif
     av_tensor *gc = g->dtype == y->dtype ? av_contiguous(g) : av_to_dtype(g, y->dtype);
     av_tensor *yc = gc ? av_contiguous(y) : NULL;
     av_tensor *gcc = yc ? av_contiguous(gc) : NULL;
@@ -172,7 +182,8 @@ static av_tensor *softmax_common(const av_tensor *x, int dim, int dtype, bool lg
         av_release(xc);
         return r;
     }
-    if (x->dtype != AV_F32 && x->dtype != AV_F64) {
+    /* half types have CUDA kernels (runtime/ops/cuda/softmax.cu) */
+    if (x->dtype != AV_F32 && x->dtype != AV_F64 && !(av_is_cuda(x) && av_dtype_is_float(x->dtype))) {
         av_fail("%s: expected a float32 or float64 tensor, got %s (pass {dtype = 'float32'} to convert)", fn,
                 av_dtype_name(x->dtype));
         return NULL;

@@ -8,6 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include "reduce.h"
+#include "aviary/cuda.h"
 
 typedef struct {
     int64_t L;          /* line length */
@@ -88,7 +89,31 @@ static av_tensor as_line(const av_tensor *t) {
     return one;
 }
 
+/* sorting and scans of device tensors run on the host (no GPU kernels yet):
+ * one copy each way, the results back on the input's device */
+static av_tensor *to_cpu(const av_tensor *t) { return av_to_device(t, (av_device){AV_CPU, 0}); }
+static int back_to(const av_tensor *like, av_tensor **a, av_tensor **b) {
+    for (int k = 0; k < 2; k++) {
+        av_tensor **p = k ? b : a;
+        if (!p || !*p) continue;
+        av_tensor *d = av_to_device(*p, av_device_of(like));
+        av_release(*p);
+        *p = d;
+        if (!d) {
+            if (k == 0 && b) { av_release(*b); *b = NULL; }
+            return -1;
+        }
+    }
+    return 0;
+}
+
 static av_tensor *scan(const char *fn, const av_strip_fn *kernels, const av_tensor *t, int dim) {
+    if (av_is_cuda(t)) {
+        av_tensor *h = to_cpu(t), *r = h ? scan(fn, kernels, h, dim) : NULL;
+        av_release(h);
+        if (r && back_to(t, &r, NULL)) return NULL;
+        return r;
+    }
     if (av_red_check_dtype(fn, t->dtype)) return NULL;
     int d = av_wrap_dim(dim, t->ndim, fn);
     if (d < 0) return NULL;
@@ -243,6 +268,12 @@ static int sort_lines(const char *fn, const av_tensor *t, int dim, int64_t k, bo
 }
 
 int av_sort_raw(const av_tensor *t, int dim, bool descending, av_tensor **values, av_tensor **indices) {
+    if (av_is_cuda(t)) {
+        av_tensor *h = to_cpu(t);
+        int rc = h ? av_sort_raw(h, dim, descending, values, indices) : -1;
+        av_release(h);
+        return rc ? rc : back_to(t, values, indices);
+    }
     return sort_lines("sort", t, dim, -1, descending, values, indices);
 }
 
@@ -250,6 +281,12 @@ int av_sort_raw(const av_tensor *t, int dim, bool descending, av_tensor **values
 int av_topk_raw(const av_tensor *t, int64_t k, int dim, bool largest, bool sorted, av_tensor **values,
             av_tensor **indices) {
     (void)sorted;
+    if (av_is_cuda(t)) {
+        av_tensor *h = to_cpu(t);
+        int rc = h ? av_topk_raw(h, k, dim, largest, sorted, values, indices) : -1;
+        av_release(h);
+        return rc ? rc : back_to(t, values, indices);
+    }
     if (k < 0) return av_fail("topk: k = %lld must be non-negative", (long long)k);
     return sort_lines("topk", t, dim, k, largest, values, indices);
 }

@@ -6,6 +6,10 @@
 #include "iter.h"
 #include "fast_math.h"
 #include "../../autograd/grad.h"
+#include "aviary/cuda.h"
+#ifdef AV_WITH_CUDA
+#include "../cuda/cuda_ops.h"
+#endif
 
 #define DEF_UN(name, T, O, EXPR)                                                  \
     static void name(char **p, const int64_t *s, int64_t n, void *ctx) {          \
@@ -84,21 +88,41 @@ const char *av_unop_name(av_unop op) { return (unsigned)op < AV_NUNOPS ? unop_na
 
 static bool bool_result(av_unop op) { return op >= AV_OP_LOGICAL_NOT; }
 
-static int prepare(const char *fn, av_unop op, av_dtype in, av_dtype *compute) {
+/* the GPU computes half types directly (in float registers) */
+static int prepare(const char *fn, av_unop op, const av_tensor *a, av_dtype *compute) {
+    av_dtype in = a->dtype;
     if ((unsigned)op >= AV_NUNOPS) return av_fail("unknown unary op %d", op);
+    if ((in == AV_F16 || in == AV_BF16) && av_is_cuda(a)) {
+        *compute = in;
+        return 0;
+    }
     if (in == AV_F16 || in == AV_BF16)
         return av_fail("%s: %s has no CPU arithmetic; convert with :float() first", fn, av_dtype_name(in));
     *compute = (!un_kernels[op][in]) ? AV_F32 : in;
     return 0;
 }
 
+static int run_cuda(av_unop op, av_tensor *out, const av_tensor *a) {
+#ifdef AV_WITH_CUDA
+    return av_cuda_unary(op, out, a);
+#else
+    (void)op; (void)out; (void)a;
+    return av_fail("no CUDA in this build");
+#endif
+}
+
 av_tensor *av_unary(av_unop op, const av_tensor *a) {
     av_dtype dt = a->dtype;
-    if (prepare(av_unop_name(op), op, a->dtype, &dt)) return NULL;
+    if (prepare(av_unop_name(op), op, a, &dt)) return NULL;
     av_tensor *ca = av_to_dtype(a, dt);
     if (!ca) return NULL;
-    av_tensor *out = av_empty(a->ndim, a->shape, bool_result(op) ? AV_U8 : dt);
-    if (out) {
+    av_tensor *out = av_empty_on(a->ndim, a->shape, bool_result(op) ? AV_U8 : dt, av_device_of(a));
+    if (out && av_is_cuda(a)) {
+        if (run_cuda(op, out, ca)) {
+            av_release(out);
+            out = NULL;
+        }
+    } else if (out) {
         av_iter it;
         const av_tensor *ops[2] = {out, ca};
         av_iter_init(&it, a->ndim, a->shape, 2, ops);
@@ -111,7 +135,7 @@ av_tensor *av_unary(av_unop op, const av_tensor *a) {
 int av_unary_(av_unop op, av_tensor *a) {
     av_dtype dt = a->dtype;
     const char *fn = av_unop_name(op);
-    if (prepare(fn, op, a->dtype, &dt)) return -1;
+    if (prepare(fn, op, a, &dt)) return -1;
     if (dt != a->dtype || bool_result(op))
         return av_fail("%s_: the result type %s can't be stored in the in-place tensor's type %s", fn,
                        av_dtype_name(bool_result(op) ? AV_U8 : dt), av_dtype_name(a->dtype));
@@ -120,6 +144,11 @@ int av_unary_(av_unop op, av_tensor *a) {
     char name[32];
     snprintf(name, sizeof name, "%s_", fn);
     if (av_check_inplace(a, name)) return -1;
+    if (av_is_cuda(a)) {
+        if (run_cuda(op, a, a)) return -1;
+        av_bump_version(a);
+        return 0;
+    }
     av_iter it;
     const av_tensor *ops[2] = {a, a};
     av_iter_init(&it, a->ndim, a->shape, 2, ops);
@@ -151,16 +180,32 @@ DEF_CLAMP(clamp_i32, int32_t)
 DEF_CLAMP(clamp_u8, uint8_t)
 static const av_strip_fn clamp_kernels[AV_NDTYPES] = {clamp_f32, clamp_f64, clamp_i64, clamp_i32, clamp_u8};
 
+static int clamp_run_cuda(av_tensor *out, const av_tensor *a, double lo, double hi) {
+#ifdef AV_WITH_CUDA
+    return av_cuda_clamp(out, a, lo, hi);
+#else
+    (void)out; (void)a; (void)lo; (void)hi;
+    return av_fail("no CUDA in this build");
+#endif
+}
+
 static int clamp_check(const av_tensor *a, double lo, double hi) {
-    if (a->dtype == AV_F16 || a->dtype == AV_BF16) return av_fail("clamp: no CPU arithmetic for %s", av_dtype_name(a->dtype));
+    if ((a->dtype == AV_F16 || a->dtype == AV_BF16) && !av_is_cuda(a)) return av_fail("clamp: no CPU arithmetic for %s", av_dtype_name(a->dtype));
     if (isnan(lo) && isnan(hi)) return av_fail("clamp: at least one of min and max must be given");
     return 0;
 }
 
 av_tensor *av_clamp(const av_tensor *a, double lo, double hi) {
     if (clamp_check(a, lo, hi)) return NULL;
-    av_tensor *out = av_empty(a->ndim, a->shape, a->dtype);
+    av_tensor *out = av_empty_like_on(a);
     if (!out) return NULL;
+    if (av_is_cuda(a)) {
+        if (clamp_run_cuda(out, a, lo, hi)) {
+            av_release(out);
+            return NULL;
+        }
+        return av_ag_finish(out, av_ag_clamp(out, a, lo, hi));
+    }
     clamp_ctx c = {lo, hi};
     av_iter it;
     const av_tensor *ops[2] = {out, a};
@@ -174,6 +219,7 @@ int av_clamp_(av_tensor *a, double lo, double hi) {
     if (av_has_internal_overlap(a)) return av_fail("clamp_: the in-place tensor is expanded; clone it first");
     if (av_check_inplace(a, "clamp_")) return -1;
     av_bump_version(a);
+    if (av_is_cuda(a)) return clamp_run_cuda(a, a, lo, hi);
     clamp_ctx c = {lo, hi};
     av_iter it;
     const av_tensor *ops[2] = {a, a};

@@ -1,0 +1,258 @@
+-- Devices: names, av.cuda, clear errors on a machine without a GPU (or a
+-- build without CUDA), and the GPU behaviour of the binding, which skips here
+-- when no device is present (tests/gpu/test_cuda_core.lua checks the kernels).
+local av = require "aviary"
+local nn = require "aviary.nn"
+local optim = require "aviary.optim"
+local train = require "aviary.train"
+
+local has_gpu = av.cuda.is_available()
+local NO_GPU = "no CUDA" -- "no CUDA device is available (...)" or "no CUDA in this build (...)"
+
+local function gpu() if not has_gpu then skip("no CUDA device") end end
+local function no_gpu() if has_gpu then skip("a CUDA device is present") end end
+
+describe("device names", function()
+  it("CPU tensors report 'cpu' and stay put on :to('cpu') and :cpu()", function()
+    local x = av.randn(2, 3)
+    assert.equal(x:device(), "cpu")
+    assert.equal(x:is_cuda(), false)
+    assert.equal(x:to("cpu"):device(), "cpu")
+    assert.equal(x:cpu():device(), "cpu")
+    assert.tensor_near(x:cpu(), x)
+  end)
+  it(":to takes a device, a dtype, both, a tensor or a table", function()
+    local x = av.randn(2, 3)
+    assert.equal(x:to("float64"):dtype(), "float64")
+    assert.equal(x:to("cpu", "float16"):dtype(), "float16")
+    assert.equal(x:to({dtype = "int32", device = "cpu"}):dtype(), "int32")
+    assert.equal(x:to(av.zeros(1, {dtype = "float64"})):dtype(), "float64")
+  end)
+  it("malformed device names are errors that list the valid forms", function()
+    local x = av.zeros(2)
+    assert.error_matches(function() x:to("cuda:x") end, "unknown device 'cuda:x'")
+    assert.error_matches(function() x:to("cuda:") end, "expected 'cpu', 'cuda' or 'cuda:N'")
+    assert.error_matches(function() x:to({device = "tpu"}) end, "unknown device 'tpu'")
+    assert.error_matches(function() x:to({device = "cpu", colour = 1}) end, "colour")
+    assert.error_matches(function() x:to() end, "expected a device")
+  end)
+  it("printing a CPU tensor names no device", function()
+    assert.falsy(tostring(av.ones(2)):find("device", 1, true))
+  end)
+end)
+
+describe("av.cuda", function()
+  it("answers what the build and the machine have", function()
+    assert.equal(type(av.cuda.compiled()), "boolean")
+    assert.equal(type(av.cuda.is_available()), "boolean")
+    assert.equal(math.type(av.cuda.device_count()), "integer")
+    assert.equal(av.cuda.is_available(), av.cuda.device_count() > 0)
+    if not av.cuda.compiled() then assert.equal(av.cuda.is_available(), false) end
+    assert.equal(math.type(av.cuda.current_device()), "integer")
+  end)
+  it("benchmark is a flag read and assigned like torch.backends.cudnn.benchmark", function()
+    local was = av.cuda.benchmark
+    assert.equal(type(was), "boolean")
+    av.cuda.benchmark = true
+    assert.equal(av.cuda.benchmark, true)
+    av.cuda.benchmark = false
+    assert.equal(av.cuda.benchmark, false)
+    assert.error_matches(function() av.cuda.benchmark = "yes" end, "expected a boolean")
+    av.cuda.benchmark = was
+  end)
+  it("synchronize, empty_cache and reset_peak_memory_stats work with or without a GPU", function()
+    av.cuda.synchronize()
+    av.cuda.empty_cache()
+    av.cuda.reset_peak_memory_stats()
+  end)
+  it("without a GPU, memory_stats and set_device say why", function()
+    no_gpu()
+    assert.error_matches(function() av.cuda.memory_stats() end, "aviary.cuda.memory_stats: " .. NO_GPU)
+    assert.error_matches(function() av.cuda.set_device(0) end, NO_GPU)
+  end)
+  it("with a GPU, memory_stats counts live tensors", function()
+    gpu()
+    av.cuda.empty_cache()
+    local before = av.cuda.memory_stats()
+    for _, k in ipairs({"allocated", "reserved", "peak_allocated", "free", "total"}) do
+      assert.equal(math.type(before[k]), "integer")
+    end
+    local x = av.zeros(1024, 1024):cuda()
+    local during = av.cuda.memory_stats()
+    assert.truthy(during.allocated >= before.allocated + 4 * 1024 * 1024)
+    assert.truthy(during.peak_allocated >= during.allocated)
+    assert.truthy(during.reserved >= during.allocated)
+    x = nil
+    collectgarbage()
+    collectgarbage()
+    local after = av.cuda.memory_stats()
+    assert.truthy(after.allocated < during.allocated)
+    assert.truthy(after.reserved >= during.allocated - 1) -- the block is cached, not returned
+    av.cuda.empty_cache()
+    assert.truthy(av.cuda.memory_stats().reserved <= after.reserved)
+  end)
+end)
+
+describe("without a GPU", function()
+  it("x:cuda() and x:to('cuda') say that no GPU is available", function()
+    no_gpu()
+    local x = av.ones(2)
+    assert.error_matches(function() x:cuda() end, "Tensor:cuda: " .. NO_GPU)
+    assert.error_matches(function() x:to("cuda") end, "Tensor:to: " .. NO_GPU)
+    assert.error_matches(function() x:to("cuda:1") end, NO_GPU)
+    assert.error_matches(function() x:to("cuda", "float16") end, NO_GPU)
+  end)
+  it("m:to('cuda') and m:cuda() fail once with the reason", function()
+    no_gpu()
+    local m = nn.Sequential(nn.Linear(3, 4), nn.ReLU(), nn.Linear(4, 2))
+    assert.error_matches(function() m:to("cuda") end, "Sequential:to: " .. NO_GPU)
+    assert.error_matches(function() m:cuda() end, NO_GPU)
+    assert.error_matches(function() m:cuda("x") end, "expected a device index")
+    -- nothing moved
+    for _, p in ipairs(m:parameters()) do assert.equal(p:device(), "cpu") end
+    assert.equal(m:cpu(), m)
+  end)
+  it("a trainer on device 'cuda' fails before the first batch", function()
+    no_gpu()
+    local m = nn.Linear(3, 2)
+    local loader = {iter = function() return function() end end, size = function() return 0 end}
+    assert.error_matches(function()
+      train.Trainer({model = m, optimizer = optim.SGD(m:parameters(), {lr = 0.1}), train_loader = loader,
+                     device = "cuda"})
+    end, "device 'cuda': " .. NO_GPU)
+  end)
+end)
+
+describe("pinned memory and asynchronous copies", function()
+  local data = require "aviary.data"
+  it("pin_memory copies into page-locked memory when a GPU is usable, and is a plain copy otherwise", function()
+    local x = av.randn(3, 4)
+    local p = x:pin_memory()
+    assert.tensor_near(p, x)
+    assert.equal(p:device(), "cpu")
+    assert.equal(p:is_pinned(), has_gpu)
+    assert.equal(x:is_pinned(), false)
+    if has_gpu then assert.equal(p:pin_memory(), p) end
+  end)
+  it("a DataLoader with pin_memory gives the same batches", function()
+    local ds = data.TensorDataset(av.arange(20):view(10, 2):float(), av.arange(10))
+    local plain = data.DataLoader(ds, {batch_size = 4})
+    local pinned = data.DataLoader(ds, {batch_size = 4, pin_memory = true})
+    local it1, it2 = plain:iter(), pinned:iter()
+    for _ = 1, 3 do
+      local a, b = it1(), it2()
+      assert.tensor_near(b.input, a.input)
+      assert.same(b.target:tolist(), a.target:tolist())
+      assert.equal(b.input:is_pinned(), has_gpu)
+    end
+  end)
+  it("to(..., {non_blocking = true}) is an ordinary move on the CPU and an error without a GPU", function()
+    local x = av.randn(5)
+    assert.tensor_near(x:to("cpu", {non_blocking = true}), x)
+    assert.error_matches(function() x:to({non_blocking = 1}) end, "non_blocking")
+    if not has_gpu then
+      assert.error_matches(function() x:pin_memory():to("cuda", {non_blocking = true}) end, NO_GPU)
+      assert.error_matches(function() x:cuda({non_blocking = true}) end, NO_GPU)
+    end
+  end)
+  it("a non-blocking copy from pinned memory lands before the next op reads it", function()
+    gpu()
+    local x = av.randn(1000, 100):pin_memory()
+    local g = x:cuda({non_blocking = true})
+    assert.tensor_near(g:sum():cpu(), x:sum(), 1e-2)
+    local h = x:to("cuda", "float16", {non_blocking = true})
+    assert.equal(h:dtype(), "float16")
+    x = nil
+    collectgarbage()
+    av.cuda.synchronize()
+    assert.tensor_near(g:cpu(), h:float():cpu(), 1e-2)
+  end)
+end)
+
+describe("with a GPU", function()
+  it(":cuda() and :cpu() round-trip values, dtypes and shapes", function()
+    gpu()
+    for _, dt in ipairs({"float32", "float64", "int64", "int32", "uint8", "float16", "bfloat16"}) do
+      local x = av.arange(24):view(2, 3, 4):to(dt)
+      local g = x:cuda()
+      assert.equal(g:device(), "cuda:0")
+      assert.equal(g:is_cuda(), true)
+      assert.equal(g:dtype(), dt)
+      assert.same(g:size(), {2, 3, 4})
+      assert.same(g:cpu():tolist(), x:tolist())
+      assert.same(g:tolist(), x:tolist())
+      -- a strided view goes over as its values
+      assert.same(x:transpose(1, 3):cuda():cpu():tolist(), x:transpose(1, 3):tolist())
+    end
+  end)
+  it("item, indexing and printing read back from the device", function()
+    gpu()
+    local g = av.tensor({{1.5, 2}, {3, 4}}):cuda()
+    assert.equal(g[2][1]:item(), 3)
+    assert.equal(g:sum():item(), 10.5)
+    local s = tostring(g)
+    assert.truthy(s:find("device='cuda:0'", 1, true), s)
+    assert.truthy(s:find("1.5000", 1, true), s)
+    g[1][1] = 7
+    assert.equal(g[1][1]:item(), 7)
+  end)
+  it("mixing devices names both", function()
+    gpu()
+    local a, b = av.ones(3), av.ones(3):cuda()
+    assert.error_matches(function() return a + b end, "got cpu (input) and cuda:0 (other)")
+    assert.error_matches(function() return b:index_select(1, av.tensor({1})) end, "cuda:0 (input) and cpu (index)")
+    -- a 0-d CPU tensor is a scalar and may meet any device, as in PyTorch
+    assert.same((b * av.tensor(2)):tolist(), {2, 2, 2})
+  end)
+  it("m:to('cuda') moves parameters, buffers and gradients, m:cpu() brings them back", function()
+    gpu()
+    local m = nn.Sequential(nn.Linear(3, 4), nn.BatchNorm1d(4))
+    m(av.randn(5, 3)):sum():backward()
+    m:to("cuda")
+    for _, p in ipairs(m:parameters()) do
+      assert.equal(p:device(), "cuda:0")
+      assert.equal(p.requires_grad, true)
+      assert.equal(p.grad:device(), "cuda:0")
+    end
+    for _, b in ipairs(m:buffers()) do assert.equal(b:device(), "cuda:0") end
+    m:cpu()
+    for _, p in ipairs(m:parameters()) do assert.equal(p:device(), "cpu") end
+  end)
+  it("garbage tensors never make an allocation fail: they are collected and the allocation retried", function()
+    gpu()
+    local n = av.cuda.memory_stats().total // 8 // 4 -- an eighth of the device per float32 tensor
+    local seed = av.zeros(1):cuda()
+    collectgarbage("stop")
+    local ok, err = pcall(function()
+      for _ = 1, 12 do local _ = av.zeros_like(seed:expand(n)) end
+    end)
+    collectgarbage("restart")
+    collectgarbage()
+    assert.truthy(ok, err)
+  end)
+  it("out of GPU memory says how much was asked and what to do", function()
+    gpu()
+    local n = av.cuda.memory_stats().total // 4 * 2 -- twice the device
+    assert.error_matches(function() return av.zeros_like(av.zeros(1):cuda():expand(n)) end, "out of GPU memory: requested")
+    assert.error_matches(function() return av.zeros_like(av.zeros(1):cuda():expand(n)) end, "smaller batch size")
+  end)
+  it("gradients flow back across a device move", function()
+    gpu()
+    local x = av.randn(4, 3):requires_grad_(true)
+    local y = (x:cuda() * 2):sum()
+    y:backward()
+    assert.equal(x.grad:device(), "cpu")
+    assert.tensor_near(x.grad, av.full({4, 3}, 2.0))
+  end)
+  it("ops without a GPU kernel run on the host and return to the device, or say so", function()
+    gpu()
+    local x = av.randn(5)
+    local g = x:cuda()
+    local v, i = g:sort()
+    assert.equal(v:device(), "cuda:0")
+    assert.same(v:cpu():tolist(), (x:sort()):tolist())
+    assert.equal(g:cumsum(1):device(), "cuda:0")
+    assert.error_matches(function() g:scatter(1, av.tensor({1}):cuda(), g, "multiply") end,
+                         "not supported on CUDA tensors (move it to the CPU with :cpu())")
+  end)
+end)
