@@ -232,7 +232,9 @@ describe("onnx.export", function()
     assert.error_matches(function() onnx.to_table(Net(), av.randn(1, 3, 8, 8), {opzet = 9}) end, "unknown option 'opzet'")
   end)
 
-  it("exports and imports resnet50 (224 px) within 5 s each", function()
+  -- the 5 s target is measured by `make bench` (tests/bench/onnx_bench.lua), not asserted here:
+  -- a shared machine's load would make a timing assertion fail for reasons not in the code
+  it("exports and imports resnet50 (224 px), reporting the times", function()
     need_binding()
     av.manual_seed(5)
     local m = models.create("resnet50")
@@ -245,7 +247,6 @@ describe("onnx.export", function()
     local g = onnx.load(path)
     local t_imp = av.clock() - t0
     print(("# resnet50: export %.2f s, import %.2f s"):format(t_exp, t_imp))
-    assert.truthy(t_exp < 5 and t_imp < 5, ("export %.2f s, import %.2f s"):format(t_exp, t_imp))
     assert.equal(g:num_parameters(), m:num_parameters())
     os.remove(path)
   end)
