@@ -179,12 +179,13 @@ static void print_usage(FILE *out) {
 		"  -v       print version information     -h  print this help\n"
 		"  -E       ignore LUA_* variables         -W  turn warnings on\n"
 		"  --       stop handling options          -   run stdin as the script\n"
+		"`%s notebook` runs literate notebooks (notebooks/*.lua) into .ipynb and HTML.\n"
 		"No script: a terminal on stdin opens the REPL (:help there); other stdin is run.\n"
 		"Environment:\n"
 		"  AVIARY_NO_PRELOAD=1  start without loading aviary (no global av)\n"
 		"  AVIARY_HISTORY       the REPL history file (default ~/.aviary_history)\n"
 		"  LUA_PATH, LUA_CPATH, LUA_INIT as for lua5.4; the project's modules come first\n",
-		progname);
+		progname, progname);
 }
 
 static int parse_args(int argc, char **argv, struct options *o) {
@@ -260,12 +261,21 @@ static int run_options(lua_State *L, int argc, char **argv, int script) {
 	return 1;
 }
 
+/* "aviary notebook ..." runs the notebook tool, unless a file of that name is
+ * in the way: a script always wins, as it would for lua5.4. */
+static const char notebook_command[] =
+	"if not require('aviary.notebook').main({...}) then os.exit(1) end";
+
 static int run_script(lua_State *L, int argc, char **argv, int script) {
 	const char *name = argv[script];
+	struct stat st;
 	int status;
 	if (strcmp(name, "-") == 0 && strcmp(argv[script - 1], "--") != 0)
 		name = NULL; /* stdin */
-	status = luaL_loadfile(L, name);
+	if (name && strcmp(name, "notebook") == 0 && stat(name, &st) != 0)
+		status = luaL_loadbuffer(L, notebook_command, sizeof notebook_command - 1, "=notebook");
+	else
+		status = luaL_loadfile(L, name);
 	if (status == LUA_OK) {
 		luaL_checkstack(L, argc, "too many arguments to script");
 		for (int i = script + 1; i < argc; i++)
@@ -667,6 +677,7 @@ static void print_repl_help(void) {
 	fputs("  <expression>   evaluate and print its values (a trailing ';' keeps quiet)\n"
 	      "  <statement>    run it; unfinished input continues at the '" PROMPT_MORE "' prompt\n"
 	      "  ? name         show the doc line of name (? av.zeros, ? x:sum; or :help name)\n"
+	      "  display(x)     show a plot or an image (inline in kitty or iTerm2, else as a PNG file)\n"
 	      "  :quit          leave (also Ctrl-D or os.exit())\n"
 	      "  TAB            complete globals, fields (math.fl) and methods (x:su)\n"
 	      "  Ctrl-C         clear the line, or interrupt running code\n"
@@ -698,9 +709,20 @@ static int run_command(lua_State *L, const char *cmd) {
 	return 0;
 }
 
+/* display(x) shows a plot or an image in the terminal, or saves it to a file;
+ * a REPL without it still works, so a failure to load it is ignored. */
+static const char repl_display[] =
+	"if display == nil then\n"
+	"  local ok, d = pcall(require, 'aviary.notebook.display')\n"
+	"  if ok then display = d.terminal() end\n"
+	"end\n";
+
 static void repl(lua_State *L) {
 	int tty = isatty(STDIN_FILENO), result, state, show;
 	char *line;
+	if (luaL_loadbuffer(L, repl_display, sizeof repl_display - 1, "=repl") != LUA_OK ||
+	    lua_pcall(L, 0, 0, 0) != LUA_OK)
+		lua_pop(L, 1);
 	if (tty)
 		readline_start(L);
 	printf("aviary %s (%s) \xe2\x80\x94 type :help for help\n", AVIARY_VERSION, LUA_VERSION);
