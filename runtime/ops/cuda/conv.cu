@@ -48,24 +48,6 @@ std::mutex g_lock;
 } // namespace
 
 // ---- layouts ---------------------------------------------------------------------------------
-static bool is_nhwc(const av_tensor *t) {
-    if (t->ndim != 4) return false;
-    const int64_t C = t->shape[1], H = t->shape[2], W = t->shape[3];
-    return t->stride[1] == 1 && t->stride[3] == C && t->stride[2] == W * C && t->stride[0] == H * W * C;
-}
-
-// t (4-d) in NCHW-contiguous or NHWC-dense memory: a new reference (t itself when already so)
-static av_tensor *in_layout(const av_tensor *t, bool nhwc) {
-    if (!nhwc) return av_contiguous(t);
-    if (is_nhwc(t)) return av_retain((av_tensor *)t);
-    static const int to_nhwc[4] = {0, 2, 3, 1}, back[4] = {0, 3, 1, 2};
-    av_tensor *p = av_permute(t, to_nhwc);
-    av_tensor *c = p ? av_contiguous(p) : NULL;
-    av_release(p);
-    av_tensor *r = c ? av_permute(c, back) : NULL;
-    av_release(c);
-    return r;
-}
 
 // an uninitialised N x C x H x W tensor on dev in the given layout
 static av_tensor *empty_layout(const int64_t s[4], av_dtype dt, av_device dev, bool nhwc) {
@@ -325,8 +307,8 @@ static int prepare(const char *fn, conv_call *c, const av_tensor *x, const int64
     // asymmetric padding narrows outputs, which the channels-last descriptors cannot express: NCHW then
     c->nhwc = nhwc && !c->g.asym;
     if (!(c->h = av_cudnn_handle())) return -1;
-    if (x && !(c->xl = in_layout(x, c->nhwc))) return -1;
-    if (w && !(c->wl = in_layout(w, c->nhwc))) return -1;
+    if (x && !(c->xl = av_cuda_in_layout(x, c->nhwc))) return -1;
+    if (w && !(c->wl = av_cuda_in_layout(w, c->nhwc))) return -1;
     av_tensor probe;
     memset(&probe, 0, sizeof probe);
     probe.dtype = dt;
@@ -337,7 +319,7 @@ static int prepare(const char *fn, conv_call *c, const av_tensor *x, const int64
 
 // dy in the plan's padded output geometry and layout (a zero border around gy for asymmetric padding)
 static av_tensor *padded_gy(const conv_call *c, const av_tensor *gy) {
-    if (!c->g.asym) return in_layout(gy, c->nhwc);
+    if (!c->g.asym) return av_cuda_in_layout(gy, c->nhwc);
     av_tensor *full = av_zeros_on(4, c->p->y, gy->dtype, av_device_of(gy));
     av_tensor *n1 = full ? av_narrow(full, 2, c->g.off[0], c->g.y[2]) : NULL;
     av_tensor *n2 = n1 ? av_narrow(n1, 3, c->g.off[1], c->g.y[3]) : NULL;
@@ -367,7 +349,7 @@ extern "C" av_tensor *av_cuda_conv2d(const av_tensor *x, const av_tensor *w, con
     conv_call c;
     scalars k;
     av_tensor *y = NULL, *full = NULL;
-    if (prepare(fn, &c, x, x->shape, w, w->shape, a, x->dtype, is_nhwc(x) && !av_is_contiguous(x))) goto fail;
+    if (prepare(fn, &c, x, x->shape, w, w->shape, a, x->dtype, av_cuda_is_nhwc(x))) goto fail;
     if (!(full = empty_layout(c.p->y, x->dtype, av_device_of(x), c.nhwc))) goto fail;
     if (av_numel(full) > 0) {
         if (choose(c.h, c.p, FWD, av_data(c.xl), av_data(c.wl), av_data(full), NULL, NULL, NULL)) goto fail;
@@ -494,7 +476,7 @@ extern "C" int av_cuda_conv2d_backward(const av_tensor *gy, const av_tensor *x, 
     const char *fn = "conv2d_backward";
     if (check_tensors(fn, x, w, NULL) || av_check_same_device(fn, x, "input", gy, "grad_output")) return -1;
     conv_call c;
-    bool nhwc = is_nhwc(x) && !av_is_contiguous(x);
+    bool nhwc = av_cuda_is_nhwc(x);
     if (prepare(fn, &c, gw ? x : NULL, x->shape, gx ? w : NULL, w->shape, a, x->dtype, nhwc) ||
         check_gy(fn, &c, gy, x->dtype)) {
         call_free(&c);

@@ -226,6 +226,27 @@ template <typename A> __device__ __forceinline__ A av_block_max(A v) {
     default: break;                                                     \
     }
 static inline bool av_cuda_float(av_dtype dt) { return dt == AV_F32 || dt == AV_F64 || dt == AV_F16 || dt == AV_BF16; }
+
+// a 4-d tensor in dense channels-last (NHWC) memory that is not also plain NCHW-contiguous
+static inline bool av_cuda_is_nhwc(const av_tensor *t) {
+    if (t->ndim != 4 || av_is_contiguous(t)) return false;
+    const int64_t C = t->shape[1], H = t->shape[2], W = t->shape[3];
+    return t->stride[1] == 1 && t->stride[3] == C && t->stride[2] == W * C && t->stride[0] == H * W * C;
+}
+
+// t (4-d) in NCHW-contiguous (nhwc false) or dense NHWC memory: a new reference, t itself when
+// it is already laid out so
+static inline av_tensor *av_cuda_in_layout(const av_tensor *t, bool nhwc) {
+    if (!nhwc) return av_contiguous(t);
+    if (av_cuda_is_nhwc(t)) return av_retain((av_tensor *)t);
+    static const int to_nhwc[4] = {0, 2, 3, 1}, back[4] = {0, 3, 1, 2};
+    av_tensor *p = av_permute(t, to_nhwc);
+    av_tensor *c = p ? av_contiguous(p) : NULL;
+    av_release(p);
+    av_tensor *r = c ? av_permute(c, back) : NULL;
+    av_release(c);
+    return r;
+}
 #endif
 
 #endif

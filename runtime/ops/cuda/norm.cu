@@ -13,25 +13,6 @@
 #include "cuda_lib.h"
 #include "aviary/autograd.h"
 
-// an (N, C, ...) tensor as cuDNN's 4-d N x C x S x 1, in NCHW or NHWC memory
-static bool is_nhwc(const av_tensor *t) {
-    if (t->ndim != 4 || av_is_contiguous(t)) return false;
-    const int64_t C = t->shape[1], H = t->shape[2], W = t->shape[3];
-    return t->stride[1] == 1 && t->stride[3] == C && t->stride[2] == W * C && t->stride[0] == H * W * C;
-}
-
-static av_tensor *like_layout(const av_tensor *t, bool nhwc) {
-    if (!nhwc) return av_contiguous(t);
-    if (is_nhwc(t)) return av_retain((av_tensor *)t);
-    static const int to_nhwc[4] = {0, 2, 3, 1}, back[4] = {0, 3, 1, 2};
-    av_tensor *p = av_permute(t, to_nhwc);
-    av_tensor *c = p ? av_contiguous(p) : NULL;
-    av_release(p);
-    av_tensor *r = c ? av_permute(c, back) : NULL;
-    av_release(c);
-    return r;
-}
-
 static av_tensor *empty_like_layout(const av_tensor *x, bool nhwc) {
     if (!nhwc) return av_empty_on(x->ndim, x->shape, x->dtype, av_device_of(x));
     int64_t m[4] = {x->shape[0], x->shape[2], x->shape[3], x->shape[1]};
@@ -154,8 +135,8 @@ extern "C" av_tensor *av_cuda_batch_norm(const av_tensor *x, av_tensor *rm, av_t
     }
     cudnnHandle_t h = av_cudnn_handle();
     if (!h) return NULL;
-    bool nhwc = is_nhwc(x);
-    av_tensor *xc = like_layout(x, nhwc), *y = NULL, *w = NULL, *bb = NULL, *sm = NULL, *si = NULL;
+    bool nhwc = av_cuda_is_nhwc(x);
+    av_tensor *xc = av_cuda_in_layout(x, nhwc), *y = NULL, *w = NULL, *bb = NULL, *sm = NULL, *si = NULL;
     bn_desc d;
     const float f1 = 1, f0 = 0;
     const double d1 = 1, d0 = 0;
@@ -328,12 +309,12 @@ extern "C" int av_cuda_batch_norm_backward(const av_tensor *x, const av_tensor *
     const int64_t C = x->shape[1];
     const av_dtype pdt = save_mean->dtype;
     const av_device dev = av_device_of(x);
-    bool nhwc = training && is_nhwc(x);
-    av_tensor *xc = like_layout(x, nhwc), *g = NULL, *gc = NULL, *w = NULL, *X = NULL, *Wp = NULL, *Bp = NULL;
+    bool nhwc = training && av_cuda_is_nhwc(x);
+    av_tensor *xc = av_cuda_in_layout(x, nhwc), *g = NULL, *gc = NULL, *w = NULL, *X = NULL, *Wp = NULL, *Bp = NULL;
     int rc = -1;
     if (!xc) goto done;
     gc = gy->dtype == x->dtype ? av_retain((av_tensor *)gy) : av_to_dtype(gy, x->dtype);
-    if (!gc || !(g = like_layout(gc, nhwc))) goto done;
+    if (!gc || !(g = av_cuda_in_layout(gc, nhwc))) goto done;
     if (!(w = weight ? param_vec(weight, "weight", C, pdt, x) : const_vec(C, pdt, dev, 1))) goto done;
     if (gx && !(X = empty_like_layout(x, nhwc))) goto done;
     if (!(Wp = av_zeros_on(1, &C, pdt, dev)) || !(Bp = av_zeros_on(1, &C, pdt, dev))) goto done;
