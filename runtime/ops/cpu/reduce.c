@@ -198,6 +198,24 @@ static double identity_of(av_redop op) {
 /* Reduces t over the dims in mask (0 reduces nothing: one element per
  * output). MEAN arrives here as SUM; arg ops with at most one dim of size > 1.
  * Returns the values and, for arg ops, the indices in *idx_out. */
+/* the end of a reduction into out (and idx for the arg ops): drops the reduced dims unless
+ * keepdim, hands idx to idx_out or releases it; on rc != 0 releases both and gives NULL */
+static av_tensor *finish_reduce(int rc, av_tensor *out, av_tensor *idx, unsigned mask, bool keepdim,
+                                av_tensor **idx_out) {
+    if (rc) {
+        av_release(out);
+        av_release(idx);
+        return NULL;
+    }
+    if (!keepdim) {
+        squeeze_mask(out, mask);
+        squeeze_mask(idx, mask);
+    }
+    if (idx_out) *idx_out = idx;
+    else av_release(idx);
+    return out;
+}
+
 static av_tensor *reduce_mask(av_redop op, const av_tensor *t, unsigned mask, bool keepdim, av_tensor **idx_out) {
     const char *fn = redop_names[op];
     int64_t oshape[AV_MAX_DIMS], R = 1;
@@ -224,18 +242,7 @@ static av_tensor *reduce_mask(av_redop op, const av_tensor *t, unsigned mask, bo
 #ifdef AV_WITH_CUDA
         if (!rc) rc = av_cuda_reduce(op, t, mask, out, idx);
 #endif
-        if (rc) {
-            av_release(out);
-            av_release(idx);
-            return NULL;
-        }
-        if (!keepdim) {
-            squeeze_mask(out, mask);
-            squeeze_mask(idx, mask);
-        }
-        if (idx_out) *idx_out = idx;
-        else av_release(idx);
-        return out;
+        return finish_reduce(rc, out, idx, mask, keepdim, idx_out);
     }
     red_group g[AV_MAX_DIMS];
     int ng = group_dims(t, mask, g);
@@ -251,18 +258,8 @@ static av_tensor *reduce_mask(av_redop op, const av_tensor *t, unsigned mask, bo
     red_group one = ng ? g[0] : (red_group){1, 1, 0};
     av_tensor *out = av_empty(t->ndim, oshape, odt);
     av_tensor *idx = out && is_arg(op) ? av_empty(t->ndim, oshape, AV_I64) : NULL;
-    if (!out || (is_arg(op) && !idx) || reduce_group(op, t, one, out, idx)) {
-        av_release(out);
-        av_release(idx);
-        return NULL;
-    }
-    if (!keepdim) {
-        squeeze_mask(out, mask);
-        squeeze_mask(idx, mask);
-    }
-    if (idx_out) *idx_out = idx;
-    else av_release(idx);
-    return out;
+    int rc = !out || (is_arg(op) && !idx) || reduce_group(op, t, one, out, idx) ? -1 : 0;
+    return finish_reduce(rc, out, idx, mask, keepdim, idx_out);
 }
 
 /* turns a dim list into a bit mask; ndims == 0 means every dim */
