@@ -28,6 +28,15 @@
             return NULL;                                                                     \
         }                                                                                    \
     } while (0)
+// after a kernel launch: true, with "fn: kernel launch failed: reason" set and the error
+// cleared, when the launch was refused (asynchronous faults surface later)
+static inline bool av_cuda_launch_failed(const char *fn) {
+    cudaError_t e = cudaPeekAtLastError();
+    if (e == cudaSuccess) return false;
+    cudaGetLastError();
+    av_fail("%s: kernel launch failed: %s", fn, cudaGetErrorString(e));
+    return true;
+}
 // after a kernel launch: launch-configuration errors (asynchronous faults surface later)
 #define AV_CUDA_LAUNCH_CHECK(name) AV_CUDA_CHECK(cudaPeekAtLastError())
 

@@ -182,13 +182,8 @@ extern "C" int av_cuda_nll_forward(const av_tensor *input, const av_tensor *targ
             nll_reduce_kernel<T><<<1, 512, 0, st>>>(lossd, wd, npos, reduction,
                                                     reduction == AV_REDUCTION_NONE ? NULL : (T *)av_data(lossv), sums);
         });
-        cudaError_t e = cudaPeekAtLastError();
-        if (e != cudaSuccess) {
-            cudaGetLastError();
-            av_fail("%s: kernel launch failed: %s", fn, cudaGetErrorString(e));
-            goto fail;
-        }
-        e = cudaMemcpyAsync(&host, sums, sizeof host, cudaMemcpyDeviceToHost, st);
+        if (av_cuda_launch_failed(fn)) goto fail;
+        cudaError_t e = cudaMemcpyAsync(&host, sums, sizeof host, cudaMemcpyDeviceToHost, st);
         if (e == cudaSuccess) e = cudaStreamSynchronize(st);
         if (e != cudaSuccess) {
             cudaGetLastError();
@@ -245,10 +240,7 @@ extern "C" av_tensor *av_cuda_nll_backward(const av_tensor *input, const av_tens
                 (const T *)av_data(input), (const int64_t *)av_data(target), weight ? (const T *)av_data(weight) : NULL,
                 lse ? (const T *)av_data(lse) : NULL, (const T *)av_data(gcc), per_pos, scale, a, (T *)av_data(gx));
         });
-        cudaError_t e = cudaPeekAtLastError();
-        if (e != cudaSuccess) {
-            cudaGetLastError();
-            av_fail("%s: kernel launch failed: %s", fn, cudaGetErrorString(e));
+        if (av_cuda_launch_failed(fn)) {
             av_release(gx);
             gx = NULL;
         }

@@ -212,12 +212,7 @@ static av_tensor *pool_forward(int kind, const char *fn, const av_tensor *x, con
                 else if (kind == AVGP) avg_pool_kernel<T><<<nb, 256, 0, s>>>(xp, yp, pg, total);
                 else adaptive_avg_kernel<T><<<nb, 256, 0, s>>>(xp, yp, pg, total);
             });
-            cudaError_t e = cudaPeekAtLastError();
-            if (e != cudaSuccess) {
-                cudaGetLastError();
-                av_fail("%s: kernel launch failed: %s", fn, cudaGetErrorString(e));
-                goto fail;
-            }
+            if (av_cuda_launch_failed(fn)) goto fail;
         }
     }
     av_release(xc);

@@ -120,10 +120,7 @@ extern "C" av_tensor *av_cuda_softmax(const av_tensor *x, int dim, bool lg) {
             if (inner == 1) softmax_rows<T><<<(unsigned)outer, threads_for_row(C), 0, s>>>(xp, yp, C, lg);
             else softmax_cols<T><<<av_cuda_blocks(outer * inner, 256), 256, 0, s>>>(xp, yp, outer, C, inner, lg);
         });
-        cudaError_t e = cudaPeekAtLastError();
-        if (e != cudaSuccess) {
-            cudaGetLastError();
-            av_fail("%s: kernel launch failed: %s", fn, cudaGetErrorString(e));
+        if (av_cuda_launch_failed(fn)) {
             av_release(y);
             y = NULL;
         }
@@ -152,10 +149,7 @@ extern "C" av_tensor *av_cuda_softmax_backward(const av_tensor *g, const av_tens
                     softmax_bwd_cols<T><<<av_cuda_blocks(outer * inner, 256), 256, 0, s>>>(gp, yp, op, outer, C, inner,
                                                                                           lg);
             });
-            cudaError_t e = cudaPeekAtLastError();
-            if (e != cudaSuccess) {
-                cudaGetLastError();
-                av_fail("%s: kernel launch failed: %s", fn, cudaGetErrorString(e));
+            if (av_cuda_launch_failed(fn)) {
                 av_release(gx);
                 gx = NULL;
             }
